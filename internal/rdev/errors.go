@@ -1,0 +1,54 @@
+// Package rdev holds the domain of the rdev control plane: its records, their
+// validation, the sentinel errors every layer returns, and the interfaces the
+// store, cluster and git host implement.
+package rdev
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Stores and services return these (possibly wrapped); the
+// HTTP layer maps each to a status and code in one table. Their text is the
+// message shown to API clients, so it never carries internal detail.
+var (
+	ErrProjectNotFound = errors.New("project not found")
+	ErrProjectExists   = errors.New("project already exists")
+	ErrKeyNotFound     = errors.New("api key not found")
+	ErrNotFound        = errors.New("not found")
+	ErrConflict        = errors.New("conflict")
+
+	// ErrUnauthorized means the caller showed no key, or one that is unknown,
+	// expired or deleted. The message does not say which.
+	ErrUnauthorized = errors.New("missing or invalid API key")
+	// ErrForbidden means a known key lacks the scope the route needs.
+	ErrForbidden = errors.New("API key lacks the required scope")
+	// ErrProjectNotAllowed means a key with a project allow-list tried to
+	// create a project outside that list.
+	ErrProjectNotAllowed = errors.New("project is outside the API key's allow-list")
+)
+
+// InvalidError reports bad input. Field names the offending field (JSON
+// name, dotted for nested values) when there is one.
+type InvalidError struct {
+	Field   string
+	Message string
+}
+
+func (e *InvalidError) Error() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return e.Field + ": " + e.Message
+}
+
+// Invalid returns an *InvalidError for field with a formatted message.
+func Invalid(field, format string, args ...any) error {
+	return &InvalidError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is, or wraps, an *InvalidError.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}

@@ -1,0 +1,76 @@
+package sqlite
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// AppendAudit inserts e and sets e.ID.
+func (s *Store) AppendAudit(ctx context.Context, e *rdev.AuditEntry) error {
+	return s.w.QueryRowContext(ctx, `INSERT INTO audit_log (at, key_id, method, route, target, status, request_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		micros(e.At), e.KeyID, e.Method, e.Route, e.Target, e.Status, e.RequestID).Scan(&e.ID)
+}
+
+// ListAudit returns a page of matching entries, newest first.
+func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.AuditEntry, string, error) {
+	var where []string
+	var args []any
+	if f.KeyID != "" {
+		where, args = append(where, "key_id = ?"), append(args, f.KeyID)
+	}
+	if f.Target != "" {
+		where, args = append(where, "target = ?"), append(args, f.Target)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, micros(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "at < ?"), append(args, micros(f.Until))
+	}
+	if f.Cursor != "" {
+		_, id, err := rdev.DecodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			return nil, "", rdev.Invalid("cursor", "invalid cursor")
+		}
+		where, args = append(where, "id < ?"), append(args, n)
+	}
+	q := `SELECT id, at, key_id, method, route, target, status, request_id FROM audit_log`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, f.Limit+1)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	out := []*rdev.AuditEntry{}
+	for rows.Next() {
+		var e rdev.AuditEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.KeyID, &e.Method, &e.Route, &e.Target, &e.Status, &e.RequestID); err != nil {
+			return nil, "", err
+		}
+		e.At = fromMicros(at)
+		out = append(out, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[len(out)-1]
+		next = rdev.EncodeCursor(last.At, strconv.FormatInt(last.ID, 10))
+	}
+	return out, next, nil
+}
