@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"rdev.dev/rdev/internal/httpapi"
+	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/service"
+	"rdev.dev/rdev/internal/store/postgres"
+	"rdev.dev/rdev/internal/store/sqlite"
+)
+
+const defaultAddr = "127.0.0.1:7420"
+
+// ServeConfig is the configuration of `rdev serve`.
+type ServeConfig struct {
+	Addr            string
+	Data            string
+	Database        string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+func newServe(env Env) *cobra.Command {
+	var c ServeConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the rdev server",
+		Long: `Run the rdev server. With no flags it keeps its state in an SQLite file in
+the data directory and listens on ` + defaultAddr + `. Every flag has an RDEV_*
+environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags(), env.Getenv); err != nil {
+				return err
+			}
+			if c.Data == "" {
+				d, err := defaultDataDir(env.Getenv)
+				if err != nil {
+					return err
+				}
+				c.Data = d
+			}
+			return Serve(cmd.Context(), c, env)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Addr, "addr", defaultAddr, "address to listen on")
+	f.StringVar(&c.Data, "data", "", "data directory (default $XDG_DATA_HOME/rdev)")
+	f.StringVar(&c.Database, "database", "", "database: empty for SQLite in the data directory, sqlite:PATH, or a postgres:// URL")
+	f.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	return cmd
+}
+
+// applyEnv sets each flag not given on the command line from its RDEV_*
+// twin: --shutdown-timeout reads RDEV_SHUTDOWN_TIMEOUT.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := "RDEV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func defaultDataDir(getenv func(string) string) (string, error) {
+	if d := getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "rdev"), nil
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "share", "rdev"), nil
+	}
+	return "", errors.New("cannot find a data directory: pass --data or set XDG_DATA_HOME or HOME")
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+// OpenStore opens the database that dsn names: "" for SQLite in dataDir,
+// "sqlite:PATH", or a postgres:// URL.
+func OpenStore(ctx context.Context, dsn, dataDir string) (rdev.Store, string, error) {
+	switch {
+	case dsn == "":
+		path := filepath.Join(dataDir, "rdev.db")
+		s, err := sqlite.Open(ctx, path)
+		return s, "sqlite " + path, err
+	case strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://"):
+		s, err := postgres.Open(ctx, dsn)
+		return s, "postgres", err
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, "", err
+		}
+		s, err := sqlite.Open(ctx, path)
+		return s, "sqlite " + path, err
+	}
+	return nil, "", fmt.Errorf("--database must be empty, sqlite:PATH or a postgres:// URL")
+}
+
+// Serve runs the server until ctx is done, then shuts down gracefully: it
+// stops accepting, lets in-flight requests finish within ShutdownTimeout, and
+// closes the store.
+func Serve(ctx context.Context, c ServeConfig, env Env) error {
+	log, err := newLogger(env.Stderr, c.LogLevel, c.LogFormat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	store, desc, err := OpenStore(openCtx, c.Database, c.Data)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+	log.Info("store ready", "store", desc)
+
+	svc := service.New(store, time.Now, log)
+	if err := initAdmin(ctx, svc, c.Data, env, log); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true})
+
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+	fmt.Fprintf(env.Stderr, "rdev listening on http://%s\n", ln.Addr())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", c.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests cut off", "err", err)
+		srv.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// initAdmin seeds RDEV_ADMIN_TOKEN, or on first start creates an admin key
+// and writes it to <data>/admin.key.
+func initAdmin(ctx context.Context, svc *service.Service, data string, env Env, log *slog.Logger) error {
+	if tok := env.Getenv("RDEV_ADMIN_TOKEN"); tok != "" {
+		k, err := svc.SeedAdminToken(ctx, tok)
+		if err != nil {
+			return err
+		}
+		log.Info("admin key seeded from RDEV_ADMIN_TOKEN", "key_id", k.ID)
+		return nil
+	}
+	path := filepath.Join(data, "admin.key")
+	created, err := svc.EnsureAdminKey(ctx, path)
+	if err != nil {
+		return fmt.Errorf("create admin key: %w", err)
+	}
+	if created {
+		log.Info("first start: admin key created", "path", path)
+		fmt.Fprintf(env.Stderr, "First start: an admin API key was written to %s (mode 0600).\n", path)
+	}
+	return nil
+}

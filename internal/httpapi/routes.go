@@ -1,0 +1,51 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// Scope sets of SPEC §4, by route group and kind of action.
+var (
+	projectsRead  = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeAdmin}
+	projectsWrite = []rdev.Scope{rdev.ScopeProjectsWrite, rdev.ScopeAdmin}
+	adminOnly     = []rdev.Scope{rdev.ScopeAdmin}
+)
+
+// routes is the whole API on one page.
+func (s *Server) routes(reg *prometheus.Registry) chi.Router {
+	r := chi.NewRouter()
+	r.Use(withRequestID, s.observe)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { s.respondError(w, r, errRouteNotFound, "") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { s.respondError(w, r, errMethodNotAllowed, "") })
+
+	r.Get("/healthz", s.healthz)
+	r.With(timeout(TimeoutFast)).Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Get("/openapi.json", s.openapi)
+
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+
+			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects", s.listProjects)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsWrite...)).Post("/projects", s.createProject)
+			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}", s.getProject)
+			r.With(timeout(TimeoutStandard), s.requireScope(projectsWrite...)).Patch("/projects/{id}", s.patchProject)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsWrite...)).Delete("/projects/{id}", s.deleteProject)
+
+			r.With(timeout(TimeoutStandard), s.requireScope(adminOnly...)).Post("/keys", s.createKey)
+			r.With(timeout(TimeoutFast), s.requireScope(adminOnly...)).Get("/keys", s.listKeys)
+			r.With(timeout(TimeoutStandard), s.requireScope(adminOnly...)).Delete("/keys/{id}", s.deleteKey)
+
+			r.With(timeout(TimeoutStandard), s.requireScope(adminOnly...)).Get("/audit", s.listAudit)
+		})
+	})
+	return r
+}

@@ -1,0 +1,50 @@
+// Package httpapi serves rdev's HTTP API: routes.go lists every route on one
+// page; one file per resource holds its handlers.
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rdev.dev/rdev/internal/service"
+)
+
+var errPanic = errors.New("panic")
+
+func debugStack() []byte { return debug.Stack() }
+
+// Server is the HTTP face of a service.Service.
+type Server struct {
+	svc         *service.Service
+	log         *slog.Logger
+	metrics     *metrics
+	router      chi.Router
+	logRequests bool
+}
+
+// Config holds what New needs.
+type Config struct {
+	Service  *service.Service
+	Log      *slog.Logger
+	Registry *prometheus.Registry // metrics are registered here and served at /metrics
+	// LogRequests logs one line per request at info level.
+	LogRequests bool
+}
+
+// New builds the handler.
+func New(c Config) *Server {
+	s := &Server{svc: c.Service, log: c.Log, metrics: newMetrics(c.Registry), logRequests: c.LogRequests}
+	s.router = s.routes(c.Registry)
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Router exposes the router, for tests that walk its routes.
+func (s *Server) Router() chi.Router { return s.router }

@@ -1,0 +1,171 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// TouchInterval is the least time between two writes of a key's last_used_at:
+// most authenticated requests read the database and write nothing.
+const TouchInterval = time.Minute
+
+// keyCache remembers when each key's last use was last written.
+type keyCache struct {
+	mu      sync.Mutex
+	touched map[string]time.Time
+}
+
+func newKeyCache() *keyCache { return &keyCache{touched: map[string]time.Time{}} }
+
+// due reports whether id's last use should be written at now, and if so
+// records that it is being written.
+func (c *keyCache) due(id string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if last, ok := c.touched[id]; ok && now.Sub(last) < TouchInterval {
+		return false
+	}
+	c.touched[id] = now
+	return true
+}
+
+// Authenticate returns the key that token belongs to. It returns
+// rdev.ErrUnauthorized for an unknown, mismatched, expired or deleted key.
+func (s *Service) Authenticate(ctx context.Context, token string) (*rdev.APIKey, error) {
+	if token == "" || len(token) > 512 {
+		return nil, rdev.ErrUnauthorized
+	}
+	k, err := s.store.GetKey(ctx, rdev.KeyIDForToken(token))
+	if errors.Is(err, rdev.ErrKeyNotFound) {
+		return nil, rdev.ErrUnauthorized
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up key: %w", err)
+	}
+	now := s.clock()
+	if !rdev.TokenMatches(token, k.Hash) || !k.Usable(now) {
+		return nil, rdev.ErrUnauthorized
+	}
+	if (k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) >= TouchInterval) && s.keys.due(k.ID, now) {
+		if err := s.store.TouchKey(ctx, k.ID, now); err != nil {
+			s.log.Warn("record key use", "key_id", k.ID, "err", err)
+		}
+	}
+	return k, nil
+}
+
+// KeyRequest is the input of CreateKey.
+type KeyRequest struct {
+	Name      string       `json:"name"`
+	Scopes    []rdev.Scope `json:"scopes"`
+	Projects  []string     `json:"projects,omitempty"`
+	ExpiresIn string       `json:"expires_in,omitempty"`
+}
+
+// Validate checks the request; errors are *rdev.InvalidError.
+func (r *KeyRequest) Validate() error {
+	k := rdev.APIKey{Name: r.Name, Scopes: r.Scopes, Projects: r.Projects}
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	if r.ExpiresIn != "" {
+		if _, err := rdev.ParseExpiresIn("expires_in", r.ExpiresIn, rdev.MaxKeyDays); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreatedKey is a new key with its token, shown this once.
+type CreatedKey struct {
+	rdev.APIKey
+	Token string `json:"token"`
+}
+
+// CreateKey makes a key on behalf of caller.
+func (s *Service) CreateKey(ctx context.Context, caller *rdev.APIKey, r KeyRequest) (*CreatedKey, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	id, token := rdev.NewKeyToken()
+	k := rdev.APIKey{ID: id, Name: r.Name, Scopes: r.Scopes, Projects: r.Projects, Hash: rdev.HashToken(token), CreatedAt: now, CreatedBy: caller.ID}
+	if k.Projects == nil {
+		k.Projects = []string{}
+	}
+	if r.ExpiresIn != "" {
+		d, _ := rdev.ParseExpiresIn("expires_in", r.ExpiresIn, rdev.MaxKeyDays)
+		exp := now.Add(d)
+		k.ExpiresAt = &exp
+	}
+	if err := s.store.CreateKey(ctx, &k); err != nil {
+		return nil, err
+	}
+	return &CreatedKey{APIKey: k, Token: token}, nil
+}
+
+// ListKeys returns a page of keys (never their secrets).
+func (s *Service) ListKeys(ctx context.Context, page rdev.Page) ([]*rdev.APIKey, string, error) {
+	return s.store.ListKeys(ctx, page)
+}
+
+// DeleteKey deletes a key; it stops working at once. rdev.ErrKeyNotFound.
+func (s *Service) DeleteKey(ctx context.Context, id string) error {
+	return s.store.DeleteKey(ctx, id, s.clock())
+}
+
+// MinAdminTokenLen is the shortest RDEV_ADMIN_TOKEN accepted.
+const MinAdminTokenLen = 32
+
+// SeedAdminToken makes token a working admin key (creating or restoring it).
+func (s *Service) SeedAdminToken(ctx context.Context, token string) (*rdev.APIKey, error) {
+	if len(token) < MinAdminTokenLen {
+		return nil, fmt.Errorf("RDEV_ADMIN_TOKEN must be at least %d characters", MinAdminTokenLen)
+	}
+	k := &rdev.APIKey{ID: rdev.KeyIDForToken(token), Name: "admin (RDEV_ADMIN_TOKEN)", Scopes: []rdev.Scope{rdev.ScopeAdmin},
+		Projects: []string{}, Hash: rdev.HashToken(token), CreatedAt: s.clock(), CreatedBy: "seed"}
+	return k, s.store.PutKey(ctx, k)
+}
+
+// EnsureAdminKey creates an admin key on first start, when the store has no
+// key at all, and writes its token to path with mode 0600. It returns
+// whether it created one.
+func (s *Service) EnsureAdminKey(ctx context.Context, path string) (bool, error) {
+	n, err := s.store.CountKeys(ctx)
+	if err != nil {
+		return false, fmt.Errorf("count keys: %w", err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	id, token := rdev.NewKeyToken()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return false, err
+	}
+	// Write the file first: a key nobody can read would lock the operator out.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("write admin key: %w", err)
+	}
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		f.Close()
+		return false, fmt.Errorf("write admin key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("write admin key: %w", err)
+	}
+	k := &rdev.APIKey{ID: id, Name: "admin", Scopes: []rdev.Scope{rdev.ScopeAdmin}, Projects: []string{},
+		Hash: rdev.HashToken(token), CreatedAt: s.clock(), CreatedBy: "first-start"}
+	if err := s.store.CreateKey(ctx, k); err != nil {
+		os.Remove(path)
+		return false, err
+	}
+	return true, nil
+}

@@ -1,0 +1,105 @@
+package service
+
+import (
+	"context"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// ProjectRequest is the input of CreateProject.
+type ProjectRequest struct {
+	ID                string           `json:"id"`
+	Name              string           `json:"name"`
+	DefaultBranch     string           `json:"default_branch,omitempty"`
+	ProtectedBranches []string         `json:"protected_branches,omitempty"`
+	ReviewCommand     string           `json:"review_command,omitempty"`
+	Components        []rdev.Component `json:"components,omitempty"`
+}
+
+// Project returns the record the request describes, defaults filled.
+func (r *ProjectRequest) Project() rdev.Project {
+	p := rdev.Project{ID: r.ID, Name: r.Name, DefaultBranch: r.DefaultBranch, ProtectedBranches: r.ProtectedBranches,
+		ReviewCommand: r.ReviewCommand, Components: r.Components}
+	p.Normalize()
+	return p
+}
+
+// Validate checks the request; errors are *rdev.InvalidError.
+func (r *ProjectRequest) Validate() error {
+	p := r.Project()
+	return p.Validate()
+}
+
+// CreateProject registers a project. rdev.ErrProjectExists if the id is
+// taken; rdev.ErrProjectNotAllowed if caller's allow-list excludes it.
+func (s *Service) CreateProject(ctx context.Context, caller *rdev.APIKey, r ProjectRequest) (*rdev.Project, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if !caller.AllowsProject(r.ID) {
+		return nil, rdev.ErrProjectNotAllowed
+	}
+	p := r.Project()
+	p.CreatedAt = s.clock()
+	p.UpdatedAt = p.CreatedAt
+	if err := s.store.CreateProject(ctx, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// GetProject returns a project the caller may see; rdev.ErrProjectNotFound
+// otherwise, whether it is missing or outside the allow-list.
+func (s *Service) GetProject(ctx context.Context, caller *rdev.APIKey, id string) (*rdev.Project, error) {
+	if !caller.AllowsProject(id) {
+		return nil, rdev.ErrProjectNotFound
+	}
+	return s.store.GetProject(ctx, id)
+}
+
+// ListProjects returns a page of the projects the caller may see.
+func (s *Service) ListProjects(ctx context.Context, caller *rdev.APIKey, page rdev.Page) ([]*rdev.Project, string, error) {
+	f := rdev.ProjectFilter{Page: page}
+	if len(caller.Projects) > 0 {
+		f.IDs = caller.Projects
+	}
+	return s.store.ListProjects(ctx, f)
+}
+
+// PatchProject applies a partial update and returns the result.
+func (s *Service) PatchProject(ctx context.Context, caller *rdev.APIKey, id string, patch rdev.ProjectPatch) (*rdev.Project, error) {
+	cur, err := s.GetProject(ctx, caller, id)
+	if err != nil {
+		return nil, err
+	}
+	p := patch.Apply(*cur)
+	p.Normalize()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	p.UpdatedAt = s.clock()
+	if err := s.store.UpdateProject(ctx, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// DeleteProject removes a project. Later issues extend it to end sessions,
+// revoke tokens and remove cluster resources first.
+func (s *Service) DeleteProject(ctx context.Context, caller *rdev.APIKey, id string) error {
+	if !caller.AllowsProject(id) {
+		return rdev.ErrProjectNotFound
+	}
+	return s.store.DeleteProject(ctx, id)
+}
+
+// ListAudit returns a page of audit entries.
+func (s *Service) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.AuditEntry, string, error) {
+	return s.store.ListAudit(ctx, f)
+}
+
+// Audit appends an entry, stamping its time.
+func (s *Service) Audit(ctx context.Context, e *rdev.AuditEntry) error {
+	e.At = s.clock()
+	return s.store.AppendAudit(ctx, e)
+}
