@@ -1,0 +1,129 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rdev.dev/rdev/internal/httpapi"
+	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/service"
+	"rdev.dev/rdev/internal/store/sqlite"
+)
+
+type harness struct {
+	t     *testing.T
+	store rdev.Store
+	api   *httpapi.Server
+	srv   *httptest.Server
+	admin string
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rdev.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return newHarnessOn(t, st)
+}
+
+func newHarnessOn(t *testing.T, st rdev.Store) *harness {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := service.New(st, time.Now, log)
+	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry()})
+	h := &harness{t: t, store: st, api: api}
+	h.srv = httptest.NewServer(api)
+	t.Cleanup(h.srv.Close)
+	h.admin = h.key(nil, rdev.ScopeAdmin)
+	return h
+}
+
+// key stores a key with the scopes and allow-list and returns its token.
+func (h *harness) key(projects []string, scopes ...rdev.Scope) string {
+	h.t.Helper()
+	id, token := rdev.NewKeyToken()
+	if projects == nil {
+		projects = []string{}
+	}
+	k := &rdev.APIKey{ID: id, Name: "test", Scopes: scopes, Projects: projects, Hash: rdev.HashToken(token), CreatedAt: rdev.Timestamp(time.Now())}
+	if err := h.store.CreateKey(context.Background(), k); err != nil {
+		h.t.Fatal(err)
+	}
+	return token
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	Data   json.RawMessage
+	Error  struct {
+		Code, Message, Field string
+	}
+	Meta struct {
+		RequestID string `json:"request_id"`
+	}
+}
+
+// do sends a request; body may be nil, a string or []byte (sent as is), or a
+// value encoded as JSON.
+func (h *harness) do(method, path, token string, body any) *response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, h.srv.URL+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := h.srv.Client().Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := &response{Status: resp.StatusCode, Header: resp.Header}
+	r.Body, _ = io.ReadAll(resp.Body)
+	var env struct {
+		Data  json.RawMessage `json:"data"`
+		Error *struct {
+			Code, Message, Field string
+		} `json:"error"`
+		Meta struct {
+			RequestID string `json:"request_id"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal(r.Body, &env) == nil {
+		r.Data, r.Meta = env.Data, env.Meta
+		if env.Error != nil {
+			r.Error = *env.Error
+		}
+	}
+	return r
+}
+
+func (r *response) want(t *testing.T, status int, code string) {
+	t.Helper()
+	if r.Status != status || r.Error.Code != code {
+		t.Fatalf("got %d %q (%s), want %d %q", r.Status, r.Error.Code, r.Body, status, code)
+	}
+}

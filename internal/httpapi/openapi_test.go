@@ -1,0 +1,119 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"rdev.dev/rdev/client"
+	"rdev.dev/rdev/internal/httpapi"
+	"rdev.dev/rdev/internal/httpapi/openapitest"
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// TestOpenAPIMatchesRouter fails when a route is missing from the document
+// or the document names a route the router does not serve.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	h := newHarness(t)
+	doc, err := httpapi.OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("invalid document: %v", err)
+	}
+	var documented []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+path)
+		}
+	}
+	served := routes(t, h.api.Router())
+	for _, r := range served {
+		if !slices.Contains(documented, r) {
+			t.Errorf("route %s is served but not in openapi.yaml", r)
+		}
+	}
+	for _, d := range documented {
+		if !slices.Contains(served, d) {
+			t.Errorf("openapi.yaml documents %s, which the router does not serve", d)
+		}
+	}
+	// The served copy is the same document, as JSON.
+	r := h.do("GET", "/api/v1/openapi.json", "", nil)
+	var served2 map[string]any
+	if r.Status != 200 || json.Unmarshal(r.Body, &served2) != nil || served2["openapi"] != "3.0.3" {
+		t.Fatalf("GET /api/v1/openapi.json: %d %.200s", r.Status, r.Body)
+	}
+}
+
+// TestResponsesMatchOpenAPI drives every route through the SDK, success and
+// failure, validating each response against the document.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	h := newHarness(t)
+	v := openapitest.New(t)
+	hc := &http.Client{Transport: v.Transport(t, nil)}
+	c := client.New(h.srv.URL, h.admin).WithHTTPClient(hc)
+	ctx := context.Background()
+	port := 8080
+	p, err := c.CreateProject(ctx, client.ProjectRequest{ID: "web", Name: "Web", ProtectedBranches: []string{"release/*"},
+		Components: []rdev.Component{{Name: "app", Command: "npm start", Port: &port, Env: map[string]string{"A": "b"}}}})
+	if err != nil || p.ID != "web" {
+		t.Fatal(p, err)
+	}
+	if _, err := c.CreateProject(ctx, client.ProjectRequest{ID: "web", Name: "Web"}); client.ErrorCode(err) != "PROJECT_EXISTS" {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateProject(ctx, client.ProjectRequest{ID: "Bad", Name: "x"}); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	if _, err := c.GetProject(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetProject(ctx, "nope"); client.ErrorCode(err) != "NOT_FOUND" {
+		t.Fatal(err)
+	}
+	name := "Renamed"
+	if p, err := c.PatchProject(ctx, "web", client.ProjectPatch{Name: &name}); err != nil || p.Name != name {
+		t.Fatal(p, err)
+	}
+	if ps, _, err := c.ListProjects(ctx, client.ListOptions{Limit: 1}); err != nil || len(ps) != 1 {
+		t.Fatal(ps, err)
+	}
+	k, err := c.CreateKey(ctx, client.KeyRequest{Name: "ci", Scopes: []rdev.Scope{rdev.ScopeProjectsRead}, ExpiresIn: "7d"})
+	if err != nil || !strings.HasPrefix(k.Token, "rdev_") || k.ExpiresAt == nil {
+		t.Fatal(k, err)
+	}
+	if _, err := c.CreateKey(ctx, client.KeyRequest{Name: "bad", Scopes: []rdev.Scope{"root"}}); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	if ks, _, err := c.ListKeys(ctx, client.ListOptions{}); err != nil || len(ks) != 2 {
+		t.Fatal(ks, err)
+	}
+	if err := c.DeleteKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteProject(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if es, _, err := c.ListAudit(ctx, client.AuditFilter{Target: "project/web"}); err != nil || len(es) < 3 {
+		t.Fatal(es, err)
+	}
+	// Unauthenticated and operational routes.
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/projects"} {
+		resp, err := hc.Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	seen := v.Seen()
+	for _, r := range routes(t, h.api.Router()) {
+		if seen[r] == 0 {
+			t.Errorf("no response of %s was validated", r)
+		}
+	}
+}

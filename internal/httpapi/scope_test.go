@@ -1,0 +1,169 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// policy is SPEC §4 written out per route: which scopes admit a caller, and
+// whether the route names a project (so a key whose allow-list excludes that
+// project gets 404). public routes need no key. Every route of the router
+// must have an entry, and every entry a route.
+type policy struct {
+	public  bool
+	scopes  []rdev.Scope
+	project bool
+}
+
+var (
+	specProjectsRead  = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeAdmin}
+	specProjectsWrite = []rdev.Scope{rdev.ScopeProjectsWrite, rdev.ScopeAdmin}
+	specAdmin         = []rdev.Scope{rdev.ScopeAdmin}
+)
+
+var specPolicy = map[string]policy{
+	"GET /healthz":             {public: true},
+	"GET /readyz":              {public: true},
+	"GET /metrics":             {public: true},
+	"GET /api/v1/openapi.json": {public: true},
+
+	"GET /api/v1/projects":         {scopes: specProjectsRead},
+	"POST /api/v1/projects":        {scopes: specProjectsWrite},
+	"GET /api/v1/projects/{id}":    {scopes: specProjectsRead, project: true},
+	"PATCH /api/v1/projects/{id}":  {scopes: specProjectsWrite, project: true},
+	"DELETE /api/v1/projects/{id}": {scopes: specProjectsWrite, project: true},
+
+	"POST /api/v1/keys":        {scopes: specAdmin},
+	"GET /api/v1/keys":         {scopes: specAdmin},
+	"DELETE /api/v1/keys/{id}": {scopes: specAdmin},
+	"GET /api/v1/audit":        {scopes: specAdmin},
+}
+
+// routes returns "METHOD pattern" for every route of the router.
+func routes(t *testing.T, r chi.Routes) []string {
+	var out []string
+	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		out = append(out, method+" "+strings.TrimSuffix(route, "/"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestScopeMatrix(t *testing.T) {
+	h := newHarness(t)
+	all := routes(t, h.api.Router())
+	for _, rt := range all {
+		if _, ok := specPolicy[rt]; !ok {
+			t.Errorf("route %s has no entry in the scope policy table", rt)
+		}
+	}
+	for rt := range specPolicy {
+		if !slices.Contains(all, rt) {
+			t.Errorf("policy names %s, which the router does not serve", rt)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	// The project the routes name, and one the restricted key may see.
+	if r := h.do("POST", "/api/v1/projects", h.admin, map[string]any{"id": "p1", "name": "P1"}); r.Status != 201 {
+		t.Fatalf("setup: %s", r.Body)
+	}
+	tokens := map[rdev.Scope]string{}
+	for _, s := range rdev.Scopes {
+		tokens[s] = h.key(nil, s)
+	}
+	for _, rt := range all {
+		pol := specPolicy[rt]
+		method, pattern, _ := strings.Cut(rt, " ")
+		path := strings.NewReplacer("{id}", "p1").Replace(pattern)
+		if strings.HasPrefix(pattern, "/api/v1/keys/") {
+			path = "/api/v1/keys/knosuchkeyxxxxxxx"
+		}
+		// Bodies are empty objects: a caller the scope admits gets a 400 at
+		// worst, one it refuses a 403 before the body is read.
+		var body any
+		if method == "POST" || method == "PATCH" {
+			body = "{}"
+		}
+		t.Run(rt, func(t *testing.T) {
+			r := h.do(method, path, "", body)
+			if pol.public {
+				if r.Status != 200 {
+					t.Fatalf("public route without a key: %d %s", r.Status, r.Body)
+				}
+				return
+			}
+			if r.Status != 401 || r.Error.Code != "UNAUTHORIZED" || r.Header.Get("WWW-Authenticate") == "" {
+				t.Fatalf("no key: %d %s", r.Status, r.Body)
+			}
+			if r := h.do(method, path, "rdev_kxxxxxxxxxxxxxxxx_bogus", body); r.Status != 401 {
+				t.Fatalf("unknown key: %d", r.Status)
+			}
+			for _, s := range rdev.Scopes {
+				r := h.do(method, path, tokens[s], body)
+				allowed := slices.Contains(pol.scopes, s)
+				switch {
+				case allowed && (r.Status == 401 || r.Status == 403):
+					t.Errorf("scope %s should be admitted: %d %s", s, r.Status, r.Body)
+				case !allowed && (r.Status != 403 || r.Error.Code != "FORBIDDEN"):
+					t.Errorf("scope %s should get 403: %d %s", s, r.Status, r.Body)
+				}
+			}
+			if pol.project {
+				// Keys restricted to another project, with every scope the
+				// route admits, see this one as missing.
+				outside := h.key([]string{"other"}, pol.scopes...)
+				if r := h.do(method, path, outside, body); r.Status != 404 || r.Error.Code != "NOT_FOUND" {
+					t.Errorf("key outside the allow-list: %d %s, want 404", r.Status, r.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestAllowList(t *testing.T) {
+	h := newHarness(t)
+	for _, id := range []string{"a", "b", "c"} {
+		h.do("POST", "/api/v1/projects", h.admin, map[string]any{"id": id, "name": id}).want(t, 201, "")
+	}
+	tok := h.key([]string{"a", "c"}, rdev.ScopeProjectsRead, rdev.ScopeProjectsWrite)
+	r := h.do("GET", "/api/v1/projects", tok, nil)
+	if r.Status != 200 || !strings.Contains(string(r.Data), `"id":"a"`) || !strings.Contains(string(r.Data), `"id":"c"`) || strings.Contains(string(r.Data), `"id":"b"`) {
+		t.Fatalf("list with allow-list: %s", r.Body)
+	}
+	h.do("GET", "/api/v1/projects/b", tok, nil).want(t, 404, "NOT_FOUND")
+	h.do("GET", "/api/v1/projects/a", tok, nil).want(t, 200, "")
+	h.do("POST", "/api/v1/projects", tok, map[string]any{"id": "d", "name": "d"}).want(t, 403, "FORBIDDEN")
+	h.do("POST", "/api/v1/projects", tok, map[string]any{"id": "c", "name": "c"}).want(t, 409, "PROJECT_EXISTS")
+	h.do("DELETE", "/api/v1/projects/b", tok, nil).want(t, 404, "NOT_FOUND")
+	h.do("GET", "/api/v1/projects/b", h.admin, nil).want(t, 200, "")
+}
+
+func TestExpiredAndDeletedKeys(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("POST", "/api/v1/keys", h.admin, map[string]any{"name": "short", "scopes": []string{"projects:read"}, "expires_in": "1ms"})
+	r.want(t, 201, "")
+	var k struct{ ID, Token string }
+	mustJSON(t, r.Data, &k)
+	waitFor(t, func() bool { return h.do("GET", "/api/v1/projects", k.Token, nil).Status == 401 })
+
+	r = h.do("POST", "/api/v1/keys", h.admin, map[string]any{"name": "doomed", "scopes": []string{"projects:read"}})
+	mustJSON(t, r.Data, &k)
+	h.do("GET", "/api/v1/projects", k.Token, nil).want(t, 200, "")
+	h.do("DELETE", "/api/v1/keys/"+k.ID, h.admin, nil).want(t, 200, "")
+	h.do("GET", "/api/v1/projects", k.Token, nil).want(t, 401, "UNAUTHORIZED")
+	h.do("DELETE", "/api/v1/keys/"+k.ID, h.admin, nil).want(t, 404, "NOT_FOUND")
+	// A right id with a wrong secret is refused too.
+	h.do("GET", "/api/v1/projects", k.Token[:len(k.Token)-2]+"xx", nil).want(t, 401, "UNAUTHORIZED")
+}
