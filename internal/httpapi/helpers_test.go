@@ -21,14 +21,14 @@ import (
 )
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	store rdev.Store
 	api   *httpapi.Server
 	srv   *httptest.Server
 	admin string
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rdev.db"))
 	if err != nil {
@@ -38,7 +38,7 @@ func newHarness(t *testing.T) *harness {
 	return newHarnessOn(t, st)
 }
 
-func newHarnessOn(t *testing.T, st rdev.Store) *harness {
+func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := service.New(st, time.Now, log)

@@ -15,34 +15,32 @@ import (
 	"rdev.dev/rdev/internal/rdev"
 )
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	keyRequestID ctxKey = iota
-	keyCaller
-	keyAudit
-)
-
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(keyRequestID).(string)
-	return id
+// reqState is what the middleware learns about a request: put in its
+// context once, filled in as the request passes (one allocation instead of
+// a context layer per value).
+type reqState struct {
+	id     string
+	caller *rdev.APIKey // set by authenticate
+	target string       // set by handlers of mutating routes, for the audit log
 }
+
+func state(ctx context.Context) *reqState {
+	st, _ := ctx.Value(ctxKey{}).(*reqState)
+	if st == nil {
+		return &reqState{}
+	}
+	return st
+}
+
+func requestID(ctx context.Context) string { return state(ctx).id }
 
 // caller returns the authenticated key; routes behind authenticate have one.
-func caller(ctx context.Context) *rdev.APIKey {
-	k, _ := ctx.Value(keyCaller).(*rdev.APIKey)
-	return k
-}
-
-// auditNote is filled by handlers with the target they acted on.
-type auditNote struct{ target string }
+func caller(ctx context.Context) *rdev.APIKey { return state(ctx).caller }
 
 // setTarget names the resource a mutating request acts on, for the audit log.
-func setTarget(r *http.Request, target string) {
-	if n, ok := r.Context().Value(keyAudit).(*auditNote); ok {
-		n.target = target
-	}
-}
+func setTarget(r *http.Request, target string) { state(r.Context()).target = target }
 
 func validRequestID(s string) bool {
 	if s == "" || len(s) > 128 {
@@ -68,7 +66,7 @@ func withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyRequestID, id)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &reqState{id: id})))
 	})
 }
 
@@ -130,20 +128,19 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.respondError(w, r, err, "internal error")
 			return
 		}
-		ctx := context.WithValue(r.Context(), keyCaller, k)
+		st := state(r.Context())
+		st.caller = k
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
-			next.ServeHTTP(w, r.WithContext(ctx))
+			next.ServeHTTP(w, r)
 			return
 		}
-		note := &auditNote{}
-		ctx = context.WithValue(ctx, keyAudit, note)
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		defer func() {
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
 			}
-			target := note.target
+			target := st.target
 			if target == "" {
 				target = r.URL.Path
 			}
@@ -155,7 +152,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.log.ErrorContext(r.Context(), "audit append failed", "request_id", e.RequestID, "err", err)
 			}
 		}()
-		next.ServeHTTP(ww, r.WithContext(ctx))
+		next.ServeHTTP(ww, r)
 	})
 }
 

@@ -36,21 +36,79 @@ func (c *keyCache) due(id string, now time.Time) bool {
 	return true
 }
 
+// AuthCacheTTL is how long a verified key is served from memory before the
+// store is asked again. A key deleted through this process stops working at
+// once; one deleted through another replica sharing the database, within
+// this time. Expiry is checked on every request.
+const AuthCacheTTL = 5 * time.Second
+
+// authCache holds recently verified keys by the hash of their token, so
+// that most requests cost no database read for authentication.
+type authCache struct {
+	mu sync.RWMutex
+	m  map[string]authEntry
+}
+
+type authEntry struct {
+	key   *rdev.APIKey
+	until time.Time
+}
+
+const authCacheMax = 10000
+
+func (c *authCache) get(hash string, now time.Time) *rdev.APIKey {
+	c.mu.RLock()
+	e, ok := c.m[hash]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.until) {
+		return nil
+	}
+	return e.key
+}
+
+func (c *authCache) put(hash string, k *rdev.APIKey, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= authCacheMax {
+		clear(c.m)
+	}
+	c.m[hash] = authEntry{key: k, until: now.Add(AuthCacheTTL)}
+}
+
+func (c *authCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.m {
+		if e.key.ID == id {
+			delete(c.m, h)
+		}
+	}
+}
+
 // Authenticate returns the key that token belongs to. It returns
 // rdev.ErrUnauthorized for an unknown, mismatched, expired or deleted key.
 func (s *Service) Authenticate(ctx context.Context, token string) (*rdev.APIKey, error) {
 	if token == "" || len(token) > 512 {
 		return nil, rdev.ErrUnauthorized
 	}
-	k, err := s.store.GetKey(ctx, rdev.KeyIDForToken(token))
-	if errors.Is(err, rdev.ErrKeyNotFound) {
-		return nil, rdev.ErrUnauthorized
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up key: %w", err)
-	}
 	now := s.clock()
-	if !rdev.TokenMatches(token, k.Hash) || !k.Usable(now) {
+	hash := rdev.HashToken(token)
+	k := s.auth.get(hash, now)
+	if k == nil {
+		var err error
+		k, err = s.store.GetKey(ctx, rdev.KeyIDForToken(token))
+		if errors.Is(err, rdev.ErrKeyNotFound) {
+			return nil, rdev.ErrUnauthorized
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up key: %w", err)
+		}
+		if !rdev.TokenMatches(token, k.Hash) {
+			return nil, rdev.ErrUnauthorized
+		}
+		s.auth.put(hash, k, now)
+	}
+	if !k.Usable(now) {
 		return nil, rdev.ErrUnauthorized
 	}
 	if (k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) >= TouchInterval) && s.keys.due(k.ID, now) {
@@ -118,7 +176,9 @@ func (s *Service) ListKeys(ctx context.Context, page rdev.Page) ([]*rdev.APIKey,
 
 // DeleteKey deletes a key; it stops working at once. rdev.ErrKeyNotFound.
 func (s *Service) DeleteKey(ctx context.Context, id string) error {
-	return s.store.DeleteKey(ctx, id, s.clock())
+	err := s.store.DeleteKey(ctx, id, s.clock())
+	s.auth.forget(id)
+	return err
 }
 
 // MinAdminTokenLen is the shortest RDEV_ADMIN_TOKEN accepted.
@@ -129,6 +189,7 @@ func (s *Service) SeedAdminToken(ctx context.Context, token string) (*rdev.APIKe
 	if len(token) < MinAdminTokenLen {
 		return nil, fmt.Errorf("RDEV_ADMIN_TOKEN must be at least %d characters", MinAdminTokenLen)
 	}
+	s.auth.forget(rdev.KeyIDForToken(token))
 	k := &rdev.APIKey{ID: rdev.KeyIDForToken(token), Name: "admin (RDEV_ADMIN_TOKEN)", Scopes: []rdev.Scope{rdev.ScopeAdmin},
 		Projects: []string{}, Hash: rdev.HashToken(token), CreatedAt: s.clock(), CreatedBy: "seed"}
 	return k, s.store.PutKey(ctx, k)

@@ -147,3 +147,29 @@ func TestEnsureAdminKey(t *testing.T) {
 		t.Fatalf("second start created another key: %v %v", again, err)
 	}
 }
+
+// TestDeletedKeyAcrossReplicas: a key deleted through one service stops at
+// once there, and within AuthCacheTTL on another sharing the database.
+func TestDeletedKeyAcrossReplicas(t *testing.T) {
+	st := openStore(t)
+	clk := &clock{now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	a, b := service.New(st, clk.Now, quiet()), service.New(st, clk.Now, quiet())
+	ctx := context.Background()
+	admin, _ := a.SeedAdminToken(ctx, "0123456789abcdef0123456789abcdef")
+	k, _ := a.CreateKey(ctx, admin, service.KeyRequest{Name: "k", Scopes: []rdev.Scope{rdev.ScopeProjectsRead}})
+	for _, svc := range []*service.Service{a, b} {
+		if _, err := svc.Authenticate(ctx, k.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.DeleteKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authenticate(ctx, k.Token); !errors.Is(err, rdev.ErrUnauthorized) {
+		t.Fatalf("the deleting replica still accepts the key: %v", err)
+	}
+	clk.Add(service.AuthCacheTTL)
+	if _, err := b.Authenticate(ctx, k.Token); !errors.Is(err, rdev.ErrUnauthorized) {
+		t.Fatalf("the other replica accepts the key after %v: %v", service.AuthCacheTTL, err)
+	}
+}

@@ -16,11 +16,12 @@ type Service struct {
 	now   func() time.Time
 	log   *slog.Logger
 	keys  *keyCache
+	auth  *authCache
 }
 
 // New returns a Service over store. now is the clock (time.Now in production).
 func New(store rdev.Store, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{store: store, now: now, log: log, keys: newKeyCache()}
+	return &Service{store: store, now: now, log: log, keys: newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }
