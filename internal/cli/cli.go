@@ -64,8 +64,8 @@ func newRoot(env Env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.server, "server", "", "server URL (default: from `rdev login`, or $RDEV_SERVER)")
-	root.PersistentFlags().StringVar(&g.token, "token", "", "API key (default: from `rdev login`, or $RDEV_TOKEN)")
+	root.PersistentFlags().StringVar(&g.server, "server", "", "server URL (default: $RDEV_SERVER, else the one saved by rdev login)")
+	root.PersistentFlags().StringVar(&g.token, "token", "", "API key (default: $RDEV_TOKEN, else the one saved by rdev login)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newServe(env), newLogin(g), newKeys(g), newProjects(g), newAudit(g))
 	return root
@@ -113,7 +113,11 @@ func (g *globals) client() (*client.Client, error) {
 		server = "http://" + defaultAddr
 	}
 	if token == "" {
-		return nil, errors.New("no API key: run `rdev login --server URL --token KEY`, or set RDEV_TOKEN")
+		hint := "KEY"
+		if d, err := defaultDataDir(g.env.Getenv); err == nil {
+			hint = "$(cat " + filepath.Join(d, "admin.key") + ")"
+		}
+		return nil, fmt.Errorf("no API key: run `rdev login --server %s --token %s`, or set RDEV_TOKEN", server, hint)
 	}
 	return client.New(server, token), nil
 }
