@@ -68,3 +68,13 @@ func DecodeCursor(c string) (time.Time, string, error) {
 func Timestamp(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
+
+// TrimPage takes the rows of a query that asked for limit+1, keeps limit of
+// them, and returns the cursor of the next page ("" when there is none).
+func TrimPage[T any](rows []T, limit int, cursor func(T) string) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, cursor(rows[limit-1])
+}

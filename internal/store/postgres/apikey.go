@@ -78,12 +78,7 @@ func (s *Store) ListKeys(ctx context.Context, page rdev.Page) ([]*rdev.APIKey, s
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		last := out[len(out)-1]
-		next = rdev.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	out, next := rdev.TrimPage(out, page.Limit, func(last *rdev.APIKey) string { return rdev.EncodeCursor(last.CreatedAt, last.ID) })
 	return out, next, nil
 }
 

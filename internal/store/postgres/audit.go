@@ -67,11 +67,6 @@ func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.Audi
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = rdev.EncodeCursor(last.At, strconv.FormatInt(last.ID, 10))
-	}
+	out, next := rdev.TrimPage(out, f.Limit, func(last *rdev.AuditEntry) string { return rdev.EncodeCursor(last.At, strconv.FormatInt(last.ID, 10)) })
 	return out, next, nil
 }

@@ -75,12 +75,7 @@ func (s *Store) ListProjects(ctx context.Context, f rdev.ProjectFilter) ([]*rdev
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = rdev.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	out, next := rdev.TrimPage(out, f.Limit, func(last *rdev.Project) string { return rdev.EncodeCursor(last.CreatedAt, last.ID) })
 	return out, next, nil
 }
 
