@@ -39,6 +39,7 @@ type Store interface {
 	ProjectStore
 	KeyStore
 	AuditStore
+	CheckoutStore
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

@@ -16,7 +16,15 @@ var (
 	ErrProjectExists   = errors.New("project already exists")
 	ErrKeyNotFound     = errors.New("api key not found")
 	ErrNotFound        = errors.New("not found")
-	ErrConflict        = errors.New("conflict")
+
+	ErrBranchNotFound    = errors.New("branch not found")
+	ErrRefNotFound       = errors.New("ref not found")
+	ErrBranchExists      = errors.New("branch already exists")
+	ErrBranchProtected   = errors.New("cannot checkout protected branch")
+	ErrCheckoutExists    = errors.New("active checkout already exists for this branch")
+	ErrCheckoutNotFound  = errors.New("checkout not found")
+	ErrCheckoutNotActive = errors.New("checkout is not active")
+	ErrConflict          = errors.New("conflict")
 
 	// ErrUnauthorized means the caller showed no key, or one that is unknown,
 	// expired or deleted. The message does not say which.

@@ -23,6 +23,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
+	t.Run("Checkouts", func(t *testing.T) { testCheckouts(t, open) })
 }
 
 var t0 = rdev.Timestamp(time.Date(2026, 11, 1, 12, 0, 0, 123456789, time.UTC))
