@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
 	"rdev.dev/rdev/internal/rdev"
 	"rdev.dev/rdev/internal/service"
@@ -35,6 +36,7 @@ type ServeConfig struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	PublicURL       string
 }
 
 func newServe(env Env) *cobra.Command {
@@ -66,6 +68,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.Database, "database", "", "database: empty for SQLite in the data directory, sqlite:PATH, or a postgres:// URL")
 	f.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -155,7 +158,20 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	defer store.Close()
 	log.Info("store ready", "store", desc)
 
-	svc := service.New(store, time.Now, log)
+	git, err := githost.New(c.Data, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	publicURL := c.PublicURL
+	if publicURL == "" {
+		publicURL = "http://" + ln.Addr().String()
+	}
+	svc := service.New(service.Config{Store: store, Git: git, Now: time.Now, Log: log, PublicURL: publicURL})
 	if err := initAdmin(ctx, svc, c.Data, env, log); err != nil {
 		return err
 	}
@@ -164,10 +180,6 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true})
 
-	ln, err := net.Listen("tcp", c.Addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -226,3 +226,59 @@ func (h *Host) CreateBranch(ctx context.Context, id, branch, sha string) error {
 	}
 	return nil
 }
+
+// ValidateImportSource accepts an empty source, an absolute path, or an
+// http(s), git, ssh or file URL (git's own URL forms "user@host:path"
+// included). Errors are *rdev.InvalidError for field import_from.
+func ValidateImportSource(src string) error {
+	if src == "" {
+		return nil
+	}
+	bad := func(why string) error { return rdev.Invalid("import_from", "%s", why) }
+	switch {
+	case len(src) > 2048:
+		return bad("must be at most 2048 bytes")
+	case strings.ContainsFunc(src, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return bad("must not contain control characters")
+	case strings.HasPrefix(src, "-"):
+		return bad(`must not start with "-"`)
+	case strings.HasPrefix(src, "/"):
+		return nil
+	}
+	if scheme, _, ok := strings.Cut(src, "://"); ok {
+		switch scheme {
+		case "http", "https", "git", "ssh", "file":
+			return nil
+		}
+		return bad("only http, https, git, ssh and file URLs or absolute paths can be imported")
+	}
+	if at := strings.Index(src, "@"); at > 0 && strings.Contains(src[at:], ":") {
+		return nil // scp-like ssh: user@host:path
+	}
+	return bad("must be a git URL (https://…, ssh://…, git://…, file://…) or an absolute path on the server")
+}
+
+// IsInternal reports whether src names a path inside rdev's data directory,
+// which must not be imported (it holds every project's repository).
+func (h *Host) IsInternal(src string) bool {
+	p, ok := strings.CutPrefix(src, "file://")
+	if !ok && !strings.HasPrefix(src, "/") {
+		return false
+	}
+	if !ok {
+		p = src
+	}
+	data := filepath.Dir(h.root)
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return true
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if real, err := filepath.EvalSymlinks(data); err == nil {
+		data = real
+	}
+	rel, err := filepath.Rel(data, abs)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
 	"rdev.dev/rdev/internal/rdev"
 	"rdev.dev/rdev/internal/service"
@@ -41,7 +42,11 @@ func newHarness(t testing.TB) *harness {
 func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := service.New(st, time.Now, log)
+	git, err := githost.New(t.TempDir(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := service.New(service.Config{Store: st, Git: git, Now: time.Now, Log: log, PublicURL: "http://rdev.test"})
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry()})
 	h := &harness{t: t, store: st, api: api}
 	h.srv = httptest.NewServer(api)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,13 @@ var errorTable = []struct {
 	{rdev.ErrProjectNotFound, http.StatusNotFound, "NOT_FOUND"},
 	{rdev.ErrKeyNotFound, http.StatusNotFound, "NOT_FOUND"},
 	{rdev.ErrNotFound, http.StatusNotFound, "NOT_FOUND"},
+	{rdev.ErrBranchNotFound, http.StatusNotFound, "NOT_FOUND"},
+	{rdev.ErrRefNotFound, http.StatusNotFound, "NOT_FOUND"},
+	{rdev.ErrCheckoutNotFound, http.StatusNotFound, "NOT_FOUND"},
+	{rdev.ErrBranchProtected, http.StatusBadRequest, "BAD_REQUEST"},
+	{rdev.ErrCheckoutNotActive, http.StatusBadRequest, "BAD_REQUEST"},
+	{rdev.ErrCheckoutExists, http.StatusConflict, "CHECKOUT_EXISTS"},
+	{rdev.ErrBranchExists, http.StatusConflict, "BRANCH_EXISTS"},
 	{rdev.ErrProjectExists, http.StatusConflict, "PROJECT_EXISTS"},
 	{rdev.ErrConflict, http.StatusConflict, "CONFLICT"},
 	{rdev.ErrUnauthorized, http.StatusUnauthorized, "UNAUTHORIZED"},
@@ -159,3 +167,5 @@ func jsonKind(goType string) string {
 	}
 	return "of type " + goType
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -12,9 +12,10 @@ import (
 
 // Scope sets of SPEC §4, by route group and kind of action.
 var (
-	projectsRead  = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeAdmin}
-	projectsWrite = []rdev.Scope{rdev.ScopeProjectsWrite, rdev.ScopeAdmin}
-	adminOnly     = []rdev.Scope{rdev.ScopeAdmin}
+	projectsRead    = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeAdmin}
+	projectsWrite   = []rdev.Scope{rdev.ScopeProjectsWrite, rdev.ScopeAdmin}
+	projectsExecute = []rdev.Scope{rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
+	adminOnly       = []rdev.Scope{rdev.ScopeAdmin}
 )
 
 // routes is the whole API on one page.
@@ -28,6 +29,11 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 	r.With(timeout(TimeoutFast)).Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
+	// Smart-HTTP git, with its own authentication (basic auth) and no
+	// time budget: a large push takes what it takes.
+	r.Get("/git/{repo}/*", s.serveGit)
+	r.Post("/git/{repo}/*", s.serveGit)
+
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/openapi.json", s.openapi)
 
@@ -39,6 +45,11 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}", s.getProject)
 			r.With(timeout(TimeoutStandard), s.requireScope(projectsWrite...)).Patch("/projects/{id}", s.patchProject)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsWrite...)).Delete("/projects/{id}", s.deleteProject)
+
+			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}/checkouts", s.listCheckouts)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsExecute...)).Post("/projects/{id}/checkouts", s.createCheckout)
+			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}/checkouts/{cid}", s.getCheckout)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsExecute...)).Post("/projects/{id}/checkouts/{cid}/checkin", s.checkinCheckout)
 
 			r.With(timeout(TimeoutStandard), s.requireScope(adminOnly...)).Post("/keys", s.createKey)
 			r.With(timeout(TimeoutFast), s.requireScope(adminOnly...)).Get("/keys", s.listKeys)

@@ -51,7 +51,7 @@ func openAt(t *testing.T, path string) rdev.Store {
 func TestLastUsedWrittenAtMostOncePerMinute(t *testing.T) {
 	st := &countingStore{Store: openStore(t)}
 	clk := &clock{now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
-	svc := service.New(st, clk.Now, quiet())
+	svc := newSvc(st, clk.Now)
 	ctx := context.Background()
 	admin, _ := svc.SeedAdminToken(ctx, "0123456789abcdef0123456789abcdef")
 	k, err := svc.CreateKey(ctx, admin, service.KeyRequest{Name: "k", Scopes: []rdev.Scope{rdev.ScopeProjectsRead}})
@@ -90,7 +90,7 @@ func TestLastUsedWrittenAtMostOncePerMinute(t *testing.T) {
 	}
 	// A second process on the same database sees the recent write and
 	// does not repeat it.
-	other := service.New(st, clk.Now, quiet())
+	other := newSvc(st, clk.Now)
 	other.Authenticate(ctx, k.Token)
 	if n := st.touches.Load(); n != 2 {
 		t.Fatalf("a fresh service rewrote a recent last_used_at (%d writes)", n)
@@ -100,7 +100,7 @@ func TestLastUsedWrittenAtMostOncePerMinute(t *testing.T) {
 func TestAuthenticateRefuses(t *testing.T) {
 	st := openStore(t)
 	clk := &clock{now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
-	svc := service.New(st, clk.Now, quiet())
+	svc := newSvc(st, clk.Now)
 	ctx := context.Background()
 	admin, _ := svc.SeedAdminToken(ctx, "0123456789abcdef0123456789abcdef")
 	k, _ := svc.CreateKey(ctx, admin, service.KeyRequest{Name: "k", Scopes: []rdev.Scope{rdev.ScopeAdmin}, ExpiresIn: "1h"})
@@ -126,7 +126,7 @@ func TestAuthenticateRefuses(t *testing.T) {
 func TestEnsureAdminKey(t *testing.T) {
 	dir := t.TempDir()
 	st := openAt(t, filepath.Join(dir, "rdev.db"))
-	svc := service.New(st, time.Now, quiet())
+	svc := newSvc(st, time.Now)
 	ctx := context.Background()
 	path := filepath.Join(dir, "admin.key")
 	created, err := svc.EnsureAdminKey(ctx, path)
@@ -153,7 +153,7 @@ func TestEnsureAdminKey(t *testing.T) {
 func TestDeletedKeyAcrossReplicas(t *testing.T) {
 	st := openStore(t)
 	clk := &clock{now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
-	a, b := service.New(st, clk.Now, quiet()), service.New(st, clk.Now, quiet())
+	a, b := newSvc(st, clk.Now), newSvc(st, clk.Now)
 	ctx := context.Background()
 	admin, _ := a.SeedAdminToken(ctx, "0123456789abcdef0123456789abcdef")
 	k, _ := a.CreateKey(ctx, admin, service.KeyRequest{Name: "k", Scopes: []rdev.Scope{rdev.ScopeProjectsRead}})
@@ -172,4 +172,8 @@ func TestDeletedKeyAcrossReplicas(t *testing.T) {
 	if _, err := b.Authenticate(ctx, k.Token); !errors.Is(err, rdev.ErrUnauthorized) {
 		t.Fatalf("the other replica accepts the key after %v: %v", service.AuthCacheTTL, err)
 	}
+}
+
+func newSvc(st rdev.Store, now func() time.Time) *service.Service {
+	return service.New(service.Config{Store: st, Now: now, Log: quiet()})
 }

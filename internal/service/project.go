@@ -2,6 +2,9 @@ package service
 
 import (
 	"context"
+	"fmt"
+
+	"rdev.dev/rdev/internal/githost"
 
 	"rdev.dev/rdev/internal/rdev"
 )
@@ -14,6 +17,9 @@ type ProjectRequest struct {
 	ProtectedBranches []string         `json:"protected_branches,omitempty"`
 	ReviewCommand     string           `json:"review_command,omitempty"`
 	Components        []rdev.Component `json:"components,omitempty"`
+	// ImportFrom is a git URL or a path on the server to import every
+	// branch and tag from; empty creates an empty repository.
+	ImportFrom string `json:"import_from,omitempty"`
 }
 
 // Project returns the record the request describes, defaults filled.
@@ -27,7 +33,10 @@ func (r *ProjectRequest) Project() rdev.Project {
 // Validate checks the request; errors are *rdev.InvalidError.
 func (r *ProjectRequest) Validate() error {
 	p := r.Project()
-	return p.Validate()
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return githost.ValidateImportSource(r.ImportFrom)
 }
 
 // CreateProject registers a project. rdev.ErrProjectExists if the id is
@@ -39,11 +48,31 @@ func (s *Service) CreateProject(ctx context.Context, caller *rdev.APIKey, r Proj
 	if !caller.AllowsProject(r.ID) {
 		return nil, rdev.ErrProjectNotAllowed
 	}
+	if s.git.IsInternal(r.ImportFrom) {
+		return nil, rdev.Invalid("import_from", "cannot import from rdev's own data directory")
+	}
+	// A cheap early answer for the common conflict; the insert below is
+	// what decides under a race.
+	if _, err := s.store.GetProject(ctx, r.ID); err == nil {
+		return nil, rdev.ErrProjectExists
+	}
 	p := r.Project()
+	staged, err := s.git.Stage(ctx, p.ID, p.DefaultBranch, r.ImportFrom)
+	if err != nil {
+		return nil, err
+	}
 	p.CreatedAt = s.clock()
 	p.UpdatedAt = p.CreatedAt
 	if err := s.store.CreateProject(ctx, &p); err != nil {
+		s.git.Discard(staged)
 		return nil, err
+	}
+	if err := s.git.Commit(staged, p.ID); err != nil {
+		s.git.Discard(staged)
+		if derr := s.store.DeleteProject(context.WithoutCancel(ctx), p.ID); derr != nil {
+			s.log.Error("undo project record after repository failure", "project", p.ID, "err", derr)
+		}
+		return nil, fmt.Errorf("place repository: %w", err)
 	}
 	return &p, nil
 }
@@ -84,13 +113,22 @@ func (s *Service) PatchProject(ctx context.Context, caller *rdev.APIKey, id stri
 	return &p, nil
 }
 
-// DeleteProject removes a project. Later issues extend it to end sessions,
-// revoke tokens and remove cluster resources first.
+// DeleteProject removes a project, its checkouts (their tokens stop working)
+// and its repository. Later issues extend it to end sessions and remove
+// cluster resources.
 func (s *Service) DeleteProject(ctx context.Context, caller *rdev.APIKey, id string) error {
 	if !caller.AllowsProject(id) {
 		return rdev.ErrProjectNotFound
 	}
-	return s.store.DeleteProject(ctx, id)
+	// The record goes first (its checkouts and their tokens with it), so
+	// that nothing can use the repository while it is removed.
+	if err := s.store.DeleteProject(ctx, id); err != nil {
+		return err
+	}
+	if err := s.git.Delete(id); err != nil {
+		return fmt.Errorf("remove repository of %s: %w", id, err)
+	}
+	return nil
 }
 
 // ListAudit returns a page of audit entries.

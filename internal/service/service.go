@@ -1,30 +1,49 @@
-// Package service orchestrates rdev's use cases across the store (and, in
-// later issues, the cluster and the git host). Handlers call it; it returns
+// Package service orchestrates rdev's use cases across the store and the git
+// host (and, in later issues, the cluster). Handlers call it; it returns
 // domain errors from package rdev.
 package service
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
+	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/rdev"
 )
 
-// Service carries what the use cases need.
-type Service struct {
-	store rdev.Store
-	now   func() time.Time
-	log   *slog.Logger
-	keys  *keyCache
-	auth  *authCache
+// Config is what a Service is built from.
+type Config struct {
+	Store rdev.Store
+	Git   *githost.Host
+	Now   func() time.Time // the clock; time.Now in production
+	Log   *slog.Logger
+	// PublicURL is the base of the URLs rdev hands out (clone URLs), e.g.
+	// http://127.0.0.1:7420.
+	PublicURL string
 }
 
-// New returns a Service over store. now is the clock (time.Now in production).
-func New(store rdev.Store, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{store: store, now: now, log: log, keys: newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
+// Service carries what the use cases need.
+type Service struct {
+	store     rdev.Store
+	git       *githost.Host
+	now       func() time.Time
+	log       *slog.Logger
+	publicURL string
+	keys      *keyCache
+	auth      *authCache
+}
+
+// New returns a Service.
+func New(c Config) *Service {
+	return &Service{store: c.Store, git: c.Git, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
+		keys: newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }
 
 // Store exposes the store for health checks.
 func (s *Service) Store() rdev.Store { return s.store }
+
+// Git exposes the git host to the smart-HTTP handler.
+func (s *Service) Git() *githost.Host { return s.git }
