@@ -56,6 +56,9 @@ func newProjects(g *globals) *cobra.Command {
 			if req.ReviewCommand != "" {
 				r.ReviewCommand = req.ReviewCommand
 			}
+			if req.ImportFrom != "" {
+				r.ImportFrom = req.ImportFrom
+			}
 			if r.ID == "" {
 				return fmt.Errorf("a project id is required: rdev projects create ID")
 			}
@@ -70,6 +73,7 @@ func newProjects(g *globals) *cobra.Command {
 	create.Flags().StringVar(&req.DefaultBranch, "default-branch", "", "default branch (default main)")
 	create.Flags().StringSliceVar(&req.ProtectedBranches, "protected", nil, "protected branch pattern, e.g. release/* (repeatable)")
 	create.Flags().StringVar(&req.ReviewCommand, "review-command", "", "shell command that reviews a checked-in branch")
+	create.Flags().StringVar(&req.ImportFrom, "import-from", "", "git URL or server path to import every branch and tag from")
 	create.Flags().StringVarP(&file, "file", "f", "", "JSON file with the full project (id, name, components, …); flags override it")
 
 	list := &cobra.Command{
