@@ -20,6 +20,7 @@ import (
 
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
+	"rdev.dev/rdev/internal/loop"
 	"rdev.dev/rdev/internal/rdev"
 	"rdev.dev/rdev/internal/service"
 	"rdev.dev/rdev/internal/store/postgres"
@@ -37,6 +38,7 @@ type ServeConfig struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	PublicURL       string
+	CleanupInterval time.Duration
 }
 
 func newServe(env Env) *cobra.Command {
@@ -69,6 +71,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
+	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts are cleaned up")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -186,6 +189,13 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	if c.CleanupInterval <= 0 {
+		return errors.New("--cleanup-interval must be positive")
+	}
+	go (&loop.CheckoutCleanup{Store: store, Now: time.Now, Log: log}).Run(loops, c.CleanupInterval)
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String())
