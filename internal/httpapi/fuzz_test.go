@@ -139,3 +139,37 @@ func FuzzDecodeKeyRequest(f *testing.F) {
 		roundTrip(t, &r, (*service.KeyRequest).Validate)
 	})
 }
+
+func FuzzDecodeCheckoutRequest(f *testing.F) {
+	for _, s := range []string{`{"branch":"feature/x"}`, `{"new_branch":"agent/1","from_ref":"main","feature_slug":"t-1","expires_in":"7d"}`,
+		`{"new_branch":"a..b"}`, `{"new_branch":"-x"}`, `{"branch":"x.lock"}`, `{"branch":"a@{1}"}`, `{"new_branch":"a\u0001"}`,
+		`{"new_branch":"n","from_ref":"--upload-pack=x"}`, `{"new_branch":"n","from_ref":"refs/tags/v1"}`, `{"new_branch":"n","from_ref":"0123abcd"}`,
+		`{"branch":"b","expires_in":"31d"}`, `{}`, `{"branch":"a","new_branch":"b"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r service.CheckoutRequest
+		if err := decodeJSON(bytes.NewReader(body), &r); err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		if err := r.Validate(); err != nil {
+			if !rdev.IsInvalid(err) {
+				t.Fatalf("validation error of unexpected kind: %v", err)
+			}
+			return
+		}
+		branch := r.Branch + r.NewBranch
+		for _, name := range []string{branch, strings.TrimPrefix(strings.TrimPrefix(r.FromRef, "refs/heads/"), "refs/tags/")} {
+			if name == "" {
+				continue
+			}
+			if strings.HasPrefix(name, "-") || strings.Contains(name, "..") || strings.Contains(name, "@{") ||
+				strings.HasSuffix(name, ".lock") || len(name) > rdev.MaxBranchLen ||
+				strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+				t.Fatalf("accepted %q", name)
+			}
+		}
+		roundTrip(t, &r, (*service.CheckoutRequest).Validate)
+	})
+}

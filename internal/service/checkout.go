@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
+	"strings"
 	"time"
 
 	"rdev.dev/rdev/internal/githost"
@@ -45,10 +47,32 @@ func (r *CheckoutRequest) Validate() error {
 	if _, err := r.ttl(); err != nil {
 		return err
 	}
-	if len(r.FromRef) > 256 {
-		return rdev.Invalid("from_ref", "must be at most 256 bytes")
+	if err := ValidateRef(r.FromRef); err != nil {
+		return err
 	}
 	return rdev.ValidateFeatureSlug(r.FeatureSlug)
+}
+
+var hexRe = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
+
+// ValidateRef accepts an empty ref, a commit id (4 to 64 hex digits), or a
+// branch or tag name, optionally as a full "refs/…" name, under git's
+// check-ref-format rules. Errors are *rdev.InvalidError for from_ref.
+func ValidateRef(ref string) error {
+	if ref == "" || hexRe.MatchString(ref) {
+		return nil
+	}
+	name := ref
+	if rest, ok := strings.CutPrefix(ref, "refs/"); ok {
+		_, name, ok = strings.Cut(rest, "/")
+		if !ok {
+			return rdev.Invalid("from_ref", "invalid ref: a full ref needs a name after its namespace")
+		}
+	}
+	if err := rdev.ValidateBranchName(name); err != nil {
+		return rdev.Invalid("from_ref", "invalid ref: %s", strings.TrimPrefix(err.(*rdev.InvalidError).Message, "invalid branch name: "))
+	}
+	return nil
 }
 
 func (r *CheckoutRequest) ttl() (time.Duration, error) {
