@@ -1,10 +1,12 @@
 package githost
 
 import (
+	"compress/gzip"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cgi"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -41,11 +43,14 @@ func Service(method, suffix, query string) string {
 // "version=2"); anything else is dropped before it reaches git.
 var gitProtocolRe = regexp.MustCompile(`^[0-9a-zA-Z]+=[0-9a-zA-Z.]+(:[0-9a-zA-Z]+=[0-9a-zA-Z.]+)*$`)
 
-// Serve answers one smart-HTTP request for project id with git
-// http-backend, streaming both bodies. The caller has checked that the
-// project exists and that suffix names a service (Service), and refused a
-// receive-pack that acc does not allow.
+// Serve answers one smart-HTTP request for project id by running git's
+// upload-pack or receive-pack in stateless-RPC mode, streaming the request
+// body to it and its output to the client (Go's CGI handler cannot take the
+// chunked bodies git sends for large pushes). The caller has checked that
+// the project exists and that the request names a service (Service), and
+// refused a receive-pack that acc does not allow.
 func (h *Host) Serve(w http.ResponseWriter, r *http.Request, id, suffix string, acc Access) {
+	service := Service(r.Method, suffix, r.URL.Query().Get("service"))
 	policy := "none"
 	switch {
 	case acc.Push && acc.OnlyRef == "":
@@ -53,40 +58,89 @@ func (h *Host) Serve(w http.ResponseWriter, r *http.Request, id, suffix string, 
 	case acc.Push:
 		policy = "ref:" + acc.OnlyRef
 	}
-	receive := "false"
-	if acc.Push {
-		receive = "true"
+	env := append(gitEnv(),
+		"HOME="+filepath.Dir(h.root),
+		// Set on git's command line by environment: a client cannot change
+		// them. Every receive-pack runs rdev's hook.
+		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+h.hooks,
+		"RDEV_PUSH_POLICY="+policy,
+	)
+	v2 := false
+	if p := r.Header.Get("Git-Protocol"); p != "" && gitProtocolRe.MatchString(p) {
+		env = append(env, "GIT_PROTOCOL="+p)
+		v2 = strings.Contains(p, "version=2")
 	}
-	req := r.Clone(r.Context())
-	req.URL.Path = "/git/" + id + ".git/" + suffix
-	req.URL.RawPath = ""
-	if p := req.Header.Get("Git-Protocol"); p != "" && !gitProtocolRe.MatchString(p) {
-		req.Header.Del("Git-Protocol")
+	name := strings.TrimPrefix(service, "git-")
+	w.Header().Set("Cache-Control", "no-cache, max-age=0, must-revalidate")
+	w.Header().Set("Expires", "Fri, 01 Jan 1980 00:00:00 GMT")
+	if r.Method == http.MethodGet {
+		w.Header().Set("Content-Type", "application/x-"+service+"-advertisement")
+		cmd := exec.CommandContext(r.Context(), h.git, name, "--stateless-rpc", "--advertise-refs", h.Path(id))
+		cmd.Env = env
+		out := &flushWriter{w: w}
+		if !v2 {
+			out.prefix = append(pktLine("# service="+service+"\n"), "0000"...)
+		}
+		cmd.Stdout = out
+		cmd.Stderr = logWriter{h.log, id}
+		if err := cmd.Run(); err != nil && !out.wrote {
+			http.Error(w, "rdev: git failed", http.StatusInternalServerError)
+			h.log.Error("git advertise-refs", "project", id, "service", service, "err", err)
+		}
+		return
 	}
-	// Credentials are the server's business, not git's.
-	req.Header.Del("Authorization")
-	handler := &cgi.Handler{
-		Path: h.git,
-		Args: []string{"http-backend"},
-		Root: "/git",
-		Dir:  h.root,
-		Env: []string{
-			"GIT_PROJECT_ROOT=" + h.root,
-			"GIT_HTTP_EXPORT_ALL=1",
-			"REMOTE_USER=rdev",
-			"GIT_CONFIG_NOSYSTEM=1",
-			"GIT_CONFIG_GLOBAL=/dev/null",
-			"HOME=" + filepath.Dir(h.root),
-			// Set on git's command line by environment: a client cannot
-			// change either. Every receive-pack runs rdev's hook.
-			"GIT_CONFIG_COUNT=2",
-			"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0=" + h.hooks,
-			"GIT_CONFIG_KEY_1=http.receivepack", "GIT_CONFIG_VALUE_1=" + receive,
-			"RDEV_PUSH_POLICY=" + policy,
-		},
-		Stderr: logWriter{h.log, id},
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, "rdev: bad gzip request body", http.StatusBadRequest)
+			return
+		}
+		defer zr.Close()
+		body = zr
 	}
-	handler.ServeHTTP(w, req)
+	w.Header().Set("Content-Type", "application/x-"+service+"-result")
+	cmd := exec.CommandContext(r.Context(), h.git, name, "--stateless-rpc", h.Path(id))
+	cmd.Env = env
+	cmd.Stdin = body
+	out := &flushWriter{w: w}
+	cmd.Stdout = out
+	cmd.Stderr = logWriter{h.log, id}
+	if err := cmd.Run(); err != nil {
+		h.log.Warn("git "+name, "project", id, "err", err)
+		if !out.wrote {
+			http.Error(w, "rdev: git failed", http.StatusInternalServerError)
+		}
+	}
+}
+
+func pktLine(s string) []byte {
+	return []byte(fmt.Sprintf("%04x%s", len(s)+4, s))
+}
+
+// flushWriter writes an optional prefix before the first bytes and flushes
+// after every write, so the client sees git's progress as it comes.
+type flushWriter struct {
+	w      http.ResponseWriter
+	prefix []byte
+	wrote  bool
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	if !f.wrote {
+		f.wrote = true
+		if len(f.prefix) > 0 {
+			if _, err := f.w.Write(f.prefix); err != nil {
+				return 0, err
+			}
+		}
+	}
+	n, err := f.w.Write(p)
+	if err == nil {
+		http.NewResponseController(f.w).Flush()
+	}
+	return n, err
 }
 
 // logWriter sends http-backend's stderr to the log.
