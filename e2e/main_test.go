@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // server is a running `rdev serve` process.
 type server struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	URL    string
 	mu     sync.Mutex
@@ -53,7 +53,7 @@ type server struct {
 
 // start runs `rdev serve` with args and env (added to a minimal
 // environment) and waits until it listens.
-func start(t *testing.T, env []string, args ...string) *server {
+func start(t testing.TB, env []string, args ...string) *server {
 	t.Helper()
 	s, err := tryStart(t, env, args...)
 	if err != nil {
@@ -62,7 +62,7 @@ func start(t *testing.T, env []string, args ...string) *server {
 	return s
 }
 
-func tryStart(t *testing.T, env []string, args ...string) (*server, error) {
+func tryStart(t testing.TB, env []string, args ...string) (*server, error) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--log-level", "warn"}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
@@ -155,7 +155,7 @@ func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, cod
 	return o.String(), e.String(), code
 }
 
-func readKey(t *testing.T, path string) string {
+func readKey(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -21,19 +22,22 @@ func OpenAPI() (*openapi3.T, error) {
 	return doc, nil
 }
 
-var openapiJSON = func() []byte {
+// openapiJSON is the document as JSON, made on first use (not at start-up:
+// the same binary runs short CLI commands such as git-credential).
+var openapiJSON = sync.OnceValues(func() ([]byte, error) {
 	doc, err := OpenAPI()
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}()
+	return json.Marshal(doc)
+})
 
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
+	b, err := openapiJSON()
+	if err != nil {
+		s.respondError(w, r, err, "Failed to render the OpenAPI document")
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(openapiJSON)
+	w.Write(b)
 }
