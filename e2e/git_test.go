@@ -263,6 +263,25 @@ func TestGitHosting(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("DeletingTheProjectRemovesTheRepository", func(t *testing.T) {
+		co, err := c.CreateCheckout(ctx, "web", client.CheckoutRequest{NewBranch: "agent/last"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.DeleteProject(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(bare); !os.IsNotExist(err) {
+			t.Fatalf("repository still on disk: %v", err)
+		}
+		if code := httpStatus(t, url+"/info/refs?service=git-upload-pack", admin); code != 404 {
+			t.Fatalf("git after delete: %d", code)
+		}
+		if code := httpStatus(t, url+"/info/refs?service=git-upload-pack", co.Token); code != 401 {
+			t.Fatalf("checkout token after delete: %d", code)
+		}
+	})
 	s.stop()
 }
 

@@ -24,6 +24,9 @@ import (
 type Host struct {
 	root  string // <data>/repos: one <project>.git each
 	hooks string // <data>/git-hooks: the pre-receive hook
+	// noHooks is an empty directory, the hooks path of pushes that may
+	// update any ref.
+	noHooks string
 	git   string
 	log   *slog.Logger
 }
@@ -35,8 +38,9 @@ func New(dataDir string, log *slog.Logger) (*Host, error) {
 	if err != nil {
 		return nil, errors.New("git is not installed: rdev's git host runs git's own programs (install the git package)")
 	}
-	h := &Host{root: filepath.Join(dataDir, "repos"), hooks: filepath.Join(dataDir, "git-hooks"), git: git, log: log}
-	for _, d := range []string{h.root, h.hooks, filepath.Join(h.root, ".staging"), filepath.Join(h.root, ".trash")} {
+	h := &Host{root: filepath.Join(dataDir, "repos"), hooks: filepath.Join(dataDir, "git-hooks"),
+		noHooks: filepath.Join(dataDir, "git-hooks", "none"), git: git, log: log}
+	for _, d := range []string{h.root, h.hooks, h.noHooks, filepath.Join(h.root, ".staging"), filepath.Join(h.root, ".trash")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}

@@ -58,12 +58,18 @@ func (h *Host) Serve(w http.ResponseWriter, r *http.Request, id, suffix string, 
 	case acc.Push:
 		policy = "ref:" + acc.OnlyRef
 	}
+	// A credential that may push anything needs no hook; the directory
+	// without one also keeps any hook in the repository itself from running.
+	hooks := h.hooks
+	if policy == "any" {
+		hooks = h.noHooks
+	}
 	env := append(gitEnv(),
 		"HOME="+filepath.Dir(h.root),
 		// Set on git's command line by environment: a client cannot change
 		// them. Every receive-pack runs rdev's hook.
 		"GIT_CONFIG_COUNT=1",
-		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+h.hooks,
+		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+hooks,
 		"RDEV_PUSH_POLICY="+policy,
 	)
 	v2 := false
