@@ -27,8 +27,8 @@ type Host struct {
 	// noHooks is an empty directory, the hooks path of pushes that may
 	// update any ref.
 	noHooks string
-	git   string
-	log   *slog.Logger
+	git     string
+	log     *slog.Logger
 }
 
 // New prepares the repository and hook directories under dataDir. It fails
