@@ -81,7 +81,7 @@ func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error,
 	status, body := http.StatusInternalServerError, errorBody{Code: "INTERNAL_ERROR", Message: internalMsg}
 	var inv *rdev.InvalidError
 	if errors.As(err, &inv) {
-		status, body = http.StatusBadRequest, errorBody{Code: "BAD_REQUEST", Message: inv.Error(), Field: inv.Field}
+		status, body = http.StatusBadRequest, errorBody{Code: "BAD_REQUEST", Message: inv.Message, Field: inv.Field}
 	} else {
 		found := false
 		for _, e := range errorTable {
@@ -147,7 +147,7 @@ func decodeError(err error) error {
 		return rdev.Invalid(typ.Field, "must be %s, got %s", jsonKind(typ.Type.String()), typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return rdev.Invalid(name, "unknown field")
+		return rdev.Invalid(name, "unknown field %q", name)
 	}
 	return rdev.Invalid("", "invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
