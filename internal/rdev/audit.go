@@ -40,6 +40,7 @@ type Store interface {
 	KeyStore
 	AuditStore
 	CheckoutStore
+	SessionStore
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
