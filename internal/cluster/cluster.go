@@ -1,0 +1,124 @@
+// Package cluster is where projects run. The local backend (package local)
+// runs a project's "pod" as a directory plus supervised processes on this
+// machine; a Kubernetes backend implements the same interface. Every
+// resource carries the labels of SPEC §2.
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// The labels every managed resource carries (SPEC §2).
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "rdev"
+	LabelProject   = "rdev.dev/project"
+	LabelComponent = "rdev.dev/component"
+	LabelSession   = "rdev.dev/session"
+)
+
+// Labels are key/value pairs on a resource.
+type Labels map[string]string
+
+// ProjectLabels returns the labels of a project's resources.
+func ProjectLabels(projectID string) Labels {
+	return Labels{LabelManagedBy: ManagedBy, LabelProject: projectID}
+}
+
+// With returns a copy of l with k set to v.
+func (l Labels) With(k, v string) Labels {
+	out := make(Labels, len(l)+1)
+	for a, b := range l {
+		out[a] = b
+	}
+	out[k] = v
+	return out
+}
+
+// Matches reports whether l has every pair of selector.
+func (l Labels) Matches(selector Labels) bool {
+	for k, v := range selector {
+		if l[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Resource is one object the cluster holds for rdev.
+type Resource struct {
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name"`
+	Labels    Labels    `json:"labels"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Process states of a component.
+const (
+	StateRunning    = "running"
+	StateRestarting = "restarting" // exited, will be started again
+	StateStopped    = "stopped"
+)
+
+// Process is the state of one component's process.
+type Process struct {
+	Component string     `json:"component"`
+	State     string     `json:"state"`
+	PID       int        `json:"pid,omitempty"`
+	Restarts  int        `json:"restarts"`
+	LastExit  *int       `json:"last_exit_code,omitempty"`
+	Since     time.Time  `json:"since"`
+	Port      *int       `json:"port,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
+	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+}
+
+// Status is a project's deployment state.
+type Status struct {
+	ProjectID string    `json:"project_id"`
+	Running   bool      `json:"running"`
+	Pod       string    `json:"pod,omitempty"`
+	Processes []Process `json:"processes"`
+}
+
+// WorkspaceSpec describes a session's workspace.
+type WorkspaceSpec struct {
+	ProjectID string
+	SessionID string
+	Branch    string
+	// CloneURL is the project's URL on rdev's git host; pushes from the
+	// workspace go there, authenticated by the session's checkout token.
+	CloneURL string
+}
+
+// Workspace is a prepared session workspace.
+type Workspace struct {
+	Path string `json:"path"`
+}
+
+// Cluster is what rdev needs from wherever projects run.
+type Cluster interface {
+	// Deploy makes the project running (again, with the given spec).
+	Deploy(ctx context.Context, p *rdev.Project) error
+	// Undeploy stops and removes everything of the project.
+	Undeploy(ctx context.Context, projectID string) error
+	// DeleteSelected removes every resource whose labels match selector,
+	// going on past failures and returning them joined.
+	DeleteSelected(ctx context.Context, selector Labels) error
+	// Status reports the project's pod and processes.
+	Status(ctx context.Context, projectID string) (*Status, error)
+	// RunningPod returns the name of the project's running pod, or
+	// rdev.ErrPodNotRunning.
+	RunningPod(ctx context.Context, projectID string) (string, error)
+	// PrepareWorkspace makes a session's workspace: the checkout's branch,
+	// wired to rdev's git host.
+	PrepareWorkspace(ctx context.Context, spec WorkspaceSpec) (*Workspace, error)
+	// RemoveWorkspace removes a session's workspace; a missing one is not
+	// an error.
+	RemoveWorkspace(ctx context.Context, projectID, sessionID string) error
+	// List returns every resource labelled managed-by=rdev.
+	List(ctx context.Context) ([]Resource, error)
+}

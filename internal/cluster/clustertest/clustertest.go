@@ -1,0 +1,146 @@
+// Package clustertest is the conformance suite every cluster.Cluster
+// passes: the local backend here, the Kubernetes backend later.
+package clustertest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"rdev.dev/rdev/internal/cluster"
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// Env is one cluster under test and how to make projects for it.
+type Env struct {
+	Cluster cluster.Cluster
+	// NewProject registers a project whose repository has a commit on
+	// main and a branch "feature".
+	NewProject func(t *testing.T, id string, components ...rdev.Component) *rdev.Project
+}
+
+// Run runs the suite.
+func Run(t *testing.T, newEnv func(t *testing.T) Env) {
+	ctx := context.Background()
+	t.Run("NotRunningUntilDeployed", func(t *testing.T) {
+		e := newEnv(t)
+		e.NewProject(t, "idle")
+		if _, err := e.Cluster.RunningPod(ctx, "idle"); !errors.Is(err, rdev.ErrPodNotRunning) {
+			t.Fatalf("RunningPod before deploy: %v", err)
+		}
+		st, err := e.Cluster.Status(ctx, "idle")
+		if err != nil || st.Running {
+			t.Fatalf("status before deploy: %+v %v", st, err)
+		}
+	})
+	t.Run("DeployRunsComponents", func(t *testing.T) {
+		e := newEnv(t)
+		p := e.NewProject(t, "web", rdev.Component{Name: "app", Command: "sleep 60"}, rdev.Component{Name: "crashy", Command: "exit 7"})
+		if err := e.Cluster.Deploy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "web") })
+		pod, err := e.Cluster.RunningPod(ctx, "web")
+		if err != nil || pod == "" {
+			t.Fatalf("RunningPod: %q %v", pod, err)
+		}
+		waitFor(t, func() bool {
+			st, _ := e.Cluster.Status(ctx, "web")
+			var app, crashy cluster.Process
+			for _, pr := range st.Processes {
+				switch pr.Component {
+				case "app":
+					app = pr
+				case "crashy":
+					crashy = pr
+				}
+			}
+			return st.Running && app.State == cluster.StateRunning && app.PID > 0 &&
+				crashy.Restarts >= 1 && crashy.LastExit != nil && *crashy.LastExit == 7
+		})
+	})
+	t.Run("LabelsAndList", func(t *testing.T) {
+		e := newEnv(t)
+		p := e.NewProject(t, "lab", rdev.Component{Name: "app", Command: "sleep 60"})
+		if err := e.Cluster.Deploy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "lab") })
+		if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "lab", SessionID: "s1", Branch: "feature", CloneURL: "http://rdev.test/git/lab.git"}); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := e.Cluster.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := map[string]bool{}
+		for _, r := range rs {
+			if r.Labels[cluster.LabelManagedBy] != "rdev" || r.Labels[cluster.LabelProject] != "lab" || r.CreatedAt.IsZero() {
+				t.Errorf("resource %+v lacks its labels or time", r)
+			}
+			if r.Kind == "workspace" && r.Labels[cluster.LabelSession] != "s1" {
+				t.Errorf("workspace without its session label: %+v", r)
+			}
+			if r.Kind == "process" && r.Labels[cluster.LabelComponent] != "app" {
+				t.Errorf("process without its component label: %+v", r)
+			}
+			kinds[r.Kind] = true
+		}
+		if len(kinds) < 2 {
+			t.Fatalf("listed kinds %v", kinds)
+		}
+	})
+	t.Run("DeleteSelectedRemovesOnlyTheProject", func(t *testing.T) {
+		e := newEnv(t)
+		for _, id := range []string{"gone", "kept"} {
+			if err := e.Cluster.Deploy(ctx, e.NewProject(t, id, rdev.Component{Name: "app", Command: "sleep 60"})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "kept") })
+		if err := e.Cluster.DeleteSelected(ctx, cluster.ProjectLabels("gone")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Cluster.RunningPod(ctx, "gone"); !errors.Is(err, rdev.ErrPodNotRunning) {
+			t.Fatalf("gone still running: %v", err)
+		}
+		if _, err := e.Cluster.RunningPod(ctx, "kept"); err != nil {
+			t.Fatalf("kept: %v", err)
+		}
+		rs, _ := e.Cluster.List(ctx)
+		for _, r := range rs {
+			if r.Labels[cluster.LabelProject] == "gone" {
+				t.Fatalf("left behind: %+v", r)
+			}
+		}
+	})
+	t.Run("WorkspaceIsTheBranch", func(t *testing.T) {
+		e := newEnv(t)
+		if err := e.Cluster.Deploy(ctx, e.NewProject(t, "ws")); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "ws") })
+		w, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: "s2", Branch: "feature", CloneURL: "http://rdev.test/git/ws.git"})
+		if err != nil || w.Path == "" {
+			t.Fatal(w, err)
+		}
+		if err := e.Cluster.RemoveWorkspace(ctx, "ws", "s2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: "s3", Branch: "nope", CloneURL: "x"}); err == nil {
+			t.Fatal("a workspace of a missing branch was prepared")
+		}
+	})
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

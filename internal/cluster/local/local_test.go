@@ -1,0 +1,48 @@
+package local_test
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"rdev.dev/rdev/internal/cluster/clustertest"
+	"rdev.dev/rdev/internal/cluster/local"
+	"rdev.dev/rdev/internal/rdev"
+)
+
+func TestConformance(t *testing.T) {
+	clustertest.Run(t, func(t *testing.T) clustertest.Env {
+		repos := t.TempDir()
+		c, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
+			CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return clustertest.Env{Cluster: c, NewProject: func(t *testing.T, id string, comps ...rdev.Component) *rdev.Project {
+			src := t.TempDir()
+			run(t, src, "init", "-q", "-b", "main")
+			os.WriteFile(filepath.Join(src, "README"), []byte("hi\n"), 0o644)
+			run(t, src, "add", ".")
+			run(t, src, "commit", "-q", "-m", "first")
+			run(t, src, "branch", "feature")
+			run(t, "", "clone", "-q", "--bare", src, filepath.Join(repos, id+".git"))
+			p := &rdev.Project{ID: id, Name: id, DefaultBranch: "main", Components: comps}
+			p.Normalize()
+			return p
+		}}
+	})
+}
+
+func run(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
