@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"rdev.dev/rdev/internal/cluster/local"
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
 	"rdev.dev/rdev/internal/loop"
@@ -38,6 +39,7 @@ type ServeConfig struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	PublicURL       string
+	PreviewDomain   string
 	CleanupInterval time.Duration
 }
 
@@ -71,6 +73,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
+	f.StringVar(&c.PreviewDomain, "preview-domain", "preview.localhost", "domain of session preview hosts (<session>.<domain>)")
 	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts are cleaned up")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
@@ -174,7 +177,21 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if publicURL == "" {
 		publicURL = "http://" + ln.Addr().String()
 	}
-	svc := service.New(service.Config{Store: store, Git: git, Now: time.Now, Log: log, PublicURL: publicURL})
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the rdev binary: %w", err)
+	}
+	pods, err := local.New(local.Config{Dir: filepath.Join(c.Data, "pods"), RepoPath: git.Path,
+		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now})
+	if err != nil {
+		return err
+	}
+	if err := pods.Recover(ctx); err != nil {
+		log.Warn("restart pods", "err", err)
+	}
+	defer pods.Close()
+	svc := service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
+		PublicURL: publicURL, PreviewDomain: c.PreviewDomain})
 	if err := initAdmin(ctx, svc, c.Data, env, log); err != nil {
 		return err
 	}

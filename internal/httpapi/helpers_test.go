@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rdev.dev/rdev/internal/cluster/local"
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
 	"rdev.dev/rdev/internal/rdev"
@@ -46,7 +47,13 @@ func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := service.New(service.Config{Store: st, Git: git, Now: time.Now, Log: log, PublicURL: "http://rdev.test"})
+	pods, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: git.Path, CredentialHelper: "!true", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pods.Close)
+	svc := service.New(service.Config{Store: st, Git: git, Cluster: pods, Now: time.Now, Log: log,
+		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost"})
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry()})
 	h := &harness{t: t, store: st, api: api}
 	h.srv = httptest.NewServer(api)

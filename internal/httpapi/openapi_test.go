@@ -132,6 +132,52 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if _, err := c.CheckinCheckout(ctx, "src", co.ID, client.CheckinRequest{}); client.ErrorCode(err) != "BAD_REQUEST" {
 		t.Fatal(err)
 	}
+	// Deploy and sessions.
+	if _, err := c.CreateSession(ctx, "src", client.SessionRequest{NewBranch: "agent/s"}); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatalf("session before deploy: %v", err)
+	}
+	port = 3000
+	if _, err := c.PatchProject(ctx, "src", client.ProjectPatch{Components: &[]rdev.Component{{Name: "app", Command: "sleep 60", Port: &port}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Deploy(ctx, "src"); err != nil || !st.Running {
+		t.Fatal(st, err)
+	}
+	if st, err := c.Status(ctx, "src"); err != nil || !st.Running || len(st.Processes) != 1 {
+		t.Fatal(st, err)
+	}
+	sess, err := c.CreateSession(ctx, "src", client.SessionRequest{NewBranch: "agent/s", ExpiresIn: "2h"})
+	if err != nil || sess.Branch != "agent/s" {
+		t.Fatal(sess, err)
+	}
+	if _, err := c.CreateSession(ctx, "src", client.SessionRequest{NewBranch: "agent/t"}); client.ErrorCode(err) != "SESSION_EXISTS" {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSession(ctx, "src", sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ss, _, err := c.ListSessions(ctx, "src", client.ListOptions{}); err != nil || len(ss) != 1 {
+		t.Fatal(ss, err)
+	}
+	if _, err := c.KeepaliveSession(ctx, "src", sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := c.CheckinSession(ctx, "src", sess.ID, client.CheckinRequest{}); err != nil || end.Message != "Session ended. Review task queued." {
+		t.Fatal(end, err)
+	}
+	s2, err := c.CreateSession(ctx, "src", client.SessionRequest{Branch: "agent/s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end, err := c.TerminateSession(ctx, "src", s2.ID); err != nil || end.Status != "terminated" {
+		t.Fatal(end, err)
+	}
+	if _, err := c.TerminateSession(ctx, "src", s2.ID); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	if st, err := c.Undeploy(ctx, "src"); err != nil || st.Running {
+		t.Fatal(st, err)
+	}
 	if err := c.DeleteProject(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}

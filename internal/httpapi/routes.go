@@ -16,6 +16,8 @@ var (
 	projectsWrite   = []rdev.Scope{rdev.ScopeProjectsWrite, rdev.ScopeAdmin}
 	projectsExecute = []rdev.Scope{rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
 	adminOnly       = []rdev.Scope{rdev.ScopeAdmin}
+	sessionsRead    = []rdev.Scope{rdev.ScopeSessionsRead, rdev.ScopeProjectsRead, rdev.ScopeAdmin}
+	sessionsAct     = []rdev.Scope{rdev.ScopeSessionsExecute, rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
 )
 
 // routes is the whole API on one page.
@@ -45,6 +47,17 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}", s.getProject)
 			r.With(timeout(TimeoutStandard), s.requireScope(projectsWrite...)).Patch("/projects/{id}", s.patchProject)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsWrite...)).Delete("/projects/{id}", s.deleteProject)
+
+			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsExecute...)).Post("/projects/{id}/deploy", s.deployProject)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsExecute...)).Post("/projects/{id}/undeploy", s.undeployProject)
+			r.With(timeout(TimeoutStandard), s.requireScope(projectsRead...)).Get("/projects/{id}/status", s.projectStatus)
+
+			r.With(timeout(TimeoutFast), s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions", s.listSessions)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions", s.createSession)
+			r.With(timeout(TimeoutFast), s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions/{sid}", s.getSession)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/checkin", s.checkinSession)
+			r.With(timeout(TimeoutStandard), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/keepalive", s.keepaliveSession)
+			r.With(timeout(TimeoutOrchestration), s.requireScope(adminOnly...)).Delete("/projects/{id}/sessions/{sid}", s.terminateSession)
 
 			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}/checkouts", s.listCheckouts)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsExecute...)).Post("/projects/{id}/checkouts", s.createCheckout)

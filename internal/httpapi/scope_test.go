@@ -27,6 +27,8 @@ var (
 	specProjectsWrite = []rdev.Scope{rdev.ScopeProjectsWrite, rdev.ScopeAdmin}
 	specProjectsExec  = []rdev.Scope{rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
 	specAdmin         = []rdev.Scope{rdev.ScopeAdmin}
+	specSessionsRead  = []rdev.Scope{rdev.ScopeSessionsRead, rdev.ScopeProjectsRead, rdev.ScopeAdmin}
+	specSessionsAct   = []rdev.Scope{rdev.ScopeSessionsExecute, rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
 	// Git reads: any key with a project scope (SPEC §5 Git); pushes are
 	// decided per ref by the git host.
 	specGit = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeProjectsWrite, rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
@@ -43,6 +45,17 @@ var specPolicy = map[string]policy{
 	"GET /api/v1/projects/{id}":    {scopes: specProjectsRead, project: true},
 	"PATCH /api/v1/projects/{id}":  {scopes: specProjectsWrite, project: true},
 	"DELETE /api/v1/projects/{id}": {scopes: specProjectsWrite, project: true},
+
+	"POST /api/v1/projects/{id}/deploy":   {scopes: specProjectsExec, project: true},
+	"POST /api/v1/projects/{id}/undeploy": {scopes: specProjectsExec, project: true},
+	"GET /api/v1/projects/{id}/status":    {scopes: specProjectsRead, project: true},
+
+	"GET /api/v1/projects/{id}/sessions":                  {scopes: specSessionsRead, project: true},
+	"POST /api/v1/projects/{id}/sessions":                 {scopes: specSessionsAct, project: true},
+	"GET /api/v1/projects/{id}/sessions/{sid}":            {scopes: specSessionsRead, project: true},
+	"POST /api/v1/projects/{id}/sessions/{sid}/checkin":   {scopes: specSessionsAct, project: true},
+	"POST /api/v1/projects/{id}/sessions/{sid}/keepalive": {scopes: specSessionsAct, project: true},
+	"DELETE /api/v1/projects/{id}/sessions/{sid}":         {scopes: specAdmin, project: true},
 
 	"GET /api/v1/projects/{id}/checkouts":                {scopes: specProjectsRead, project: true},
 	"POST /api/v1/projects/{id}/checkouts":               {scopes: specProjectsExec, project: true},
@@ -99,7 +112,7 @@ func TestScopeMatrix(t *testing.T) {
 	for _, rt := range all {
 		pol := specPolicy[rt]
 		method, pattern, _ := strings.Cut(rt, " ")
-		path := strings.NewReplacer("{id}", "p1", "{cid}", "cnosuchcheckoutxx").Replace(pattern)
+		path := strings.NewReplacer("{id}", "p1", "{cid}", "cnosuchcheckoutxx", "{sid}", "snosuchsessionxx").Replace(pattern)
 		switch {
 		case strings.HasPrefix(pattern, "/api/v1/keys/"):
 			path = "/api/v1/keys/knosuchkeyxxxxxxx"
@@ -144,7 +157,7 @@ func TestScopeMatrix(t *testing.T) {
 				// Keys restricted to another project, with every scope the
 				// route admits, see this one as missing.
 				outside := h.key([]string{"other"}, pol.scopes...)
-				if rt == "POST /api/v1/projects/{id}/checkouts" {
+				if rt == "POST /api/v1/projects/{id}/checkouts" || rt == "POST /api/v1/projects/{id}/sessions" {
 					body = `{"branch":"main"}` // valid: input is checked before the project
 				}
 				if r := h.do(method, path, outside, body); r.Status != 404 || (r.Error.Code != "NOT_FOUND" && !pol.git) {

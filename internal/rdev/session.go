@@ -59,6 +59,9 @@ type SessionStore interface {
 	// DeleteSession removes a session and its checkout (undoing a create
 	// whose later steps failed).
 	DeleteSession(ctx context.Context, id string) error
+	// ActiveSession returns the project's active session, or
+	// ErrSessionNotFound.
+	ActiveSession(ctx context.Context, projectID string) (*Session, error)
 	// GetSession returns a session of project. ErrSessionNotFound.
 	GetSession(ctx context.Context, projectID, id string) (*Session, error)
 	// ListSessions returns a page of the project's sessions, newest first.

@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/githost"
 
 	"rdev.dev/rdev/internal/rdev"
@@ -120,15 +122,30 @@ func (s *Service) DeleteProject(ctx context.Context, caller *rdev.APIKey, id str
 	if !caller.AllowsProject(id) {
 		return rdev.ErrProjectNotFound
 	}
-	// The record goes first (its checkouts and their tokens with it), so
-	// that nothing can use the repository while it is removed.
-	if err := s.store.DeleteProject(ctx, id); err != nil {
+	if _, err := s.store.GetProject(ctx, id); err != nil {
 		return err
 	}
-	if err := s.git.Delete(id); err != nil {
-		return fmt.Errorf("remove repository of %s: %w", id, err)
+	// End the session, then remove every cluster resource labelled with
+	// the project, collecting failures instead of stopping at the first;
+	// the resource GC retries what is left once the record is gone.
+	var errs []error
+	if err := s.endActiveSession(ctx, id); err != nil {
+		errs = append(errs, fmt.Errorf("end session: %w", err))
 	}
-	return nil
+	if s.cluster != nil {
+		if err := s.cluster.DeleteSelected(ctx, cluster.ProjectLabels(id)); err != nil {
+			errs = append(errs, fmt.Errorf("remove cluster resources: %w", err))
+		}
+	}
+	// The record (its checkouts and their tokens with it) before the
+	// repository, so that nothing can use the repository while it goes.
+	if err := s.store.DeleteProject(ctx, id); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if err := s.git.Delete(id); err != nil {
+		errs = append(errs, fmt.Errorf("remove repository of %s: %w", id, err))
+	}
+	return errors.Join(errs...)
 }
 
 // ListAudit returns a page of audit entries.

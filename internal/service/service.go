@@ -8,36 +8,44 @@ import (
 	"strings"
 	"time"
 
+	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/rdev"
 )
 
 // Config is what a Service is built from.
 type Config struct {
-	Store rdev.Store
-	Git   *githost.Host
-	Now   func() time.Time // the clock; time.Now in production
-	Log   *slog.Logger
+	Store   rdev.Store
+	Git     *githost.Host
+	Cluster cluster.Cluster
+	Now     func() time.Time // the clock; time.Now in production
+	Log     *slog.Logger
 	// PublicURL is the base of the URLs rdev hands out (clone URLs), e.g.
 	// http://127.0.0.1:7420.
 	PublicURL string
+	// PreviewDomain is the domain under which sessions' preview hosts live
+	// (<session>.<domain>).
+	PreviewDomain string
 }
 
 // Service carries what the use cases need.
 type Service struct {
-	store     rdev.Store
-	git       *githost.Host
-	now       func() time.Time
-	log       *slog.Logger
-	publicURL string
-	keys      *keyCache
-	auth      *authCache
+	store         rdev.Store
+	git           *githost.Host
+	cluster       cluster.Cluster
+	now           func() time.Time
+	log           *slog.Logger
+	publicURL     string
+	previewDomain string
+	keys          *keyCache
+	auth          *authCache
 }
 
 // New returns a Service.
 func New(c Config) *Service {
-	return &Service{store: c.Store, git: c.Git, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
-		keys: newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
+	return &Service{store: c.Store, git: c.Git, cluster: c.Cluster, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
+		previewDomain: c.PreviewDomain,
+		keys:          newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }

@@ -182,3 +182,12 @@ func (s *Store) ActiveSessions(ctx context.Context) ([]*rdev.Session, error) {
 	}
 	return collect(rows, scanSession)
 }
+
+// ActiveSession returns the project's active session, or rdev.ErrSessionNotFound.
+func (s *Store) ActiveSession(ctx context.Context, projectID string) (*rdev.Session, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE project_id = $1 AND status = 'active'`, projectID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, rdev.ErrSessionNotFound
+	}
+	return sess, err
+}

@@ -177,3 +177,12 @@ func (s *Store) DueSessions(ctx context.Context, now, idleBefore time.Time, limi
 func (s *Store) ActiveSessions(ctx context.Context) ([]*rdev.Session, error) {
 	return queryAll(ctx, s.r, `SELECT `+sessionCols+` FROM sessions WHERE status = 'active' ORDER BY created_at`, nil, scanSession)
 }
+
+// ActiveSession returns the project's active session, or rdev.ErrSessionNotFound.
+func (s *Store) ActiveSession(ctx context.Context, projectID string) (*rdev.Session, error) {
+	sess, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE project_id = ? AND status = 'active'`, projectID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, rdev.ErrSessionNotFound
+	}
+	return sess, err
+}

@@ -41,6 +41,13 @@ func testSessions(t *testing.T, open Opener) {
 		}
 		_, err = st.GetSession(c, "api", s.ID)
 		wantErr(t, err, rdev.ErrSessionNotFound)
+		act, err := st.ActiveSession(c, "web")
+		must(t, err)
+		if act.ID != s.ID {
+			t.Fatalf("active session %s, want %s", act.ID, s.ID)
+		}
+		_, err = st.ActiveSession(c, "api")
+		wantErr(t, err, rdev.ErrSessionNotFound)
 	})
 	t.Run("OneActivePerProject", func(t *testing.T) {
 		st, c := setup(t), ctx(t)

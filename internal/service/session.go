@@ -1,0 +1,279 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"rdev.dev/rdev/internal/cluster"
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// SessionRequest is the input of CreateSession (SPEC §5 Sessions).
+type SessionRequest struct {
+	Branch      string `json:"branch,omitempty"`
+	NewBranch   string `json:"new_branch,omitempty"`
+	FromRef     string `json:"from_ref,omitempty"`
+	FeatureSlug string `json:"feature_slug,omitempty"`
+	ExpiresIn   string `json:"expires_in,omitempty"`
+	PreviewPort *int   `json:"preview_port,omitempty"`
+}
+
+// Validate checks the request in the seed's order of precedence; errors
+// are *rdev.InvalidError carrying the seed's messages.
+func (r *SessionRequest) Validate() error {
+	switch {
+	case r.Branch == "" && r.NewBranch == "":
+		return rdev.Invalid("branch", "branch or new_branch is required")
+	case r.Branch != "" && r.NewBranch != "":
+		return rdev.Invalid("new_branch", "specify either branch or new_branch, not both")
+	}
+	if r.NewBranch != "" {
+		if err := rdev.ValidateBranchName(r.NewBranch); err != nil {
+			return rdev.Invalid("new_branch", "%s", err.(*rdev.InvalidError).Message)
+		}
+	}
+	if _, err := r.ttl(); err != nil {
+		return err
+	}
+	if r.Branch != "" {
+		if err := rdev.ValidateBranchName(r.Branch); err != nil {
+			return err
+		}
+		if r.FromRef != "" {
+			return rdev.Invalid("from_ref", "from_ref goes with new_branch, not branch")
+		}
+	}
+	if err := ValidateRef(r.FromRef); err != nil {
+		return err
+	}
+	if r.PreviewPort != nil && (*r.PreviewPort < 1 || *r.PreviewPort > 65535) {
+		return rdev.Invalid("preview_port", "preview_port must be between 1 and 65535")
+	}
+	return rdev.ValidateFeatureSlug(r.FeatureSlug)
+}
+
+func (r *SessionRequest) ttl() (time.Duration, error) {
+	if r.ExpiresIn == "" {
+		return rdev.DefaultSessionTTL, nil
+	}
+	return rdev.ParseExpiresIn("expires_in", r.ExpiresIn, rdev.MaxSessionDays)
+}
+
+// CreatedSession is a new session plus, in this response only, how to
+// reach its branch.
+type CreatedSession struct {
+	rdev.Session
+	Branch       string `json:"branch"`
+	Token        string `json:"token"`
+	AuthCloneURL string `json:"auth_clone_url"`
+	Instructions string `json:"instructions"`
+}
+
+// CreateSession creates a checkout and binds it to the project's running
+// pod. Errors, in the seed's order: *rdev.InvalidError,
+// rdev.ErrProjectNotFound, rdev.ErrPodNotRunning, rdev.ErrSessionExists,
+// rdev.ErrBranchNotFound (or ErrRefNotFound), rdev.ErrBranchProtected,
+// rdev.ErrCheckoutExists.
+func (s *Service) CreateSession(ctx context.Context, caller *rdev.APIKey, projectID string, r SessionRequest) (*CreatedSession, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := s.GetProject(ctx, caller, projectID)
+	if err != nil {
+		return nil, err
+	}
+	pod, err := s.cluster.RunningPod(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.ActiveSession(ctx, p.ID); err == nil {
+		return nil, rdev.ErrSessionExists
+	} else if !errors.Is(err, rdev.ErrSessionNotFound) {
+		return nil, err
+	}
+	branch, base := r.Branch, ""
+	if r.NewBranch == "" {
+		if base, err = s.git.ResolveBranch(ctx, p.ID, branch); err != nil {
+			return nil, err
+		}
+		if p.IsProtected(branch) {
+			return nil, rdev.ErrBranchProtected
+		}
+	} else {
+		branch = r.NewBranch
+		if p.IsProtected(branch) {
+			return nil, rdev.ErrBranchProtected
+		}
+		from := r.FromRef
+		if from == "" {
+			from = p.DefaultBranch
+		}
+		if base, err = s.git.ResolveRef(ctx, p.ID, from); err != nil {
+			return nil, err
+		}
+	}
+	ttl, _ := r.ttl()
+	port := rdev.DefaultPreviewPort
+	if r.PreviewPort != nil {
+		port = *r.PreviewPort
+	}
+	now := s.clock()
+	coID, token := rdev.NewCheckoutToken()
+	co := rdev.Checkout{ID: coID, ProjectID: p.ID, Branch: branch, FeatureSlug: r.FeatureSlug, BaseCommit: base,
+		Status: rdev.CheckoutActive, TokenHash: rdev.HashToken(token), CreatedBy: caller.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	sid := rdev.NewID("s")
+	sess := rdev.Session{ID: sid, ProjectID: p.ID, CheckoutID: coID, PodName: pod, PreviewPort: port, PreviewURL: s.previewURL(sid),
+		Status: rdev.SessionActive, CreatedBy: caller.ID, CreatedAt: now, ExpiresAt: now.Add(ttl), LastActiveAt: now}
+	if err := s.store.CreateSession(ctx, &sess, &co); err != nil {
+		return nil, err
+	}
+	undo := func() {
+		if err := s.store.DeleteSession(context.WithoutCancel(ctx), sid); err != nil {
+			s.log.Error("undo session", "session", sid, "err", err)
+		}
+	}
+	if r.NewBranch != "" {
+		if err := s.git.CreateBranch(ctx, p.ID, branch, base); err != nil {
+			undo()
+			return nil, err
+		}
+	}
+	if _, err := s.cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: p.ID, SessionID: sid, Branch: branch,
+		CloneURL: s.publicURL + "/git/" + p.ID + ".git"}); err != nil {
+		undo()
+		return nil, fmt.Errorf("prepare workspace: %w", err)
+	}
+	created := s.created(&co, token)
+	return &CreatedSession{Session: sess, Branch: branch, Token: token, AuthCloneURL: created.AuthCloneURL,
+		Instructions: fmt.Sprintf("Session %s runs on pod %s with branch %s checked out in its workspace; run commands with "+
+			"POST /api/v1/projects/%s/sessions/%s/commands (or rdev exec %s -- CMD). Its preview: %s\n\n%s",
+			sid, pod, branch, p.ID, sid, sid, sess.PreviewURL, created.Instructions)}, nil
+}
+
+// previewURL is the host form http://<session>.<preview-domain>[:port]/,
+// on the port of the public URL.
+func (s *Service) previewURL(sid string) string {
+	u, err := url.Parse(s.publicURL)
+	if err != nil || s.previewDomain == "" {
+		return s.publicURL + "/preview/" + sid + "/"
+	}
+	host := sid + "." + s.previewDomain
+	if port := u.Port(); port != "" {
+		host += ":" + port
+	}
+	return u.Scheme + "://" + host + "/"
+}
+
+// GetSession returns a session of a project the caller may see.
+func (s *Service) GetSession(ctx context.Context, caller *rdev.APIKey, projectID, id string) (*rdev.Session, error) {
+	if _, err := s.GetProject(ctx, caller, projectID); err != nil {
+		return nil, err
+	}
+	return s.store.GetSession(ctx, projectID, id)
+}
+
+// ListSessions returns a page of a project's sessions.
+func (s *Service) ListSessions(ctx context.Context, caller *rdev.APIKey, projectID string, page rdev.Page) ([]*rdev.Session, string, error) {
+	if _, err := s.GetProject(ctx, caller, projectID); err != nil {
+		return nil, "", err
+	}
+	return s.store.ListSessions(ctx, projectID, page)
+}
+
+// SessionEnd answers a check-in or a termination.
+type SessionEnd struct {
+	SessionID    string             `json:"session_id,omitempty"`
+	ID           string             `json:"id,omitempty"`
+	Status       rdev.SessionStatus `json:"status"`
+	ReviewTaskID string             `json:"review_task_id,omitempty"`
+	Message      string             `json:"message"`
+}
+
+// The seed's messages.
+const (
+	MsgSessionEnded      = "Session ended. Preview removed, token revoked."
+	MsgSessionReview     = "Session ended. Review task queued."
+	MsgSessionTerminated = "Session force-terminated. Preview removed, token revoked."
+)
+
+// CheckinSession ends a session: its token is revoked, its workspace
+// removed, and unless r.SkipReview a review task is queued.
+func (s *Service) CheckinSession(ctx context.Context, caller *rdev.APIKey, projectID, id string, r CheckinRequest) (*SessionEnd, error) {
+	sess, err := s.GetSession(ctx, caller, projectID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sess.Status != rdev.SessionActive {
+		return nil, rdev.ErrSessionNotActive
+	}
+	var task *rdev.Task
+	if !r.SkipReview {
+		co, err := s.store.GetCheckout(ctx, projectID, sess.CheckoutID)
+		if err != nil {
+			return nil, err
+		}
+		commit, err := s.git.ResolveBranch(ctx, projectID, co.Branch)
+		if err != nil && !errors.Is(err, rdev.ErrBranchNotFound) {
+			return nil, err
+		}
+		now := s.clock()
+		payload, _ := json.Marshal(rdev.ReviewPayload{CheckoutID: co.ID, SessionID: id, Branch: co.Branch, Commit: commit, AutoMerge: r.AutoMerge})
+		task = &rdev.Task{ID: rdev.NewID("t"), Kind: rdev.TaskKindReview, ProjectID: projectID, Status: rdev.TaskQueued,
+			Payload: payload, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}
+	}
+	ended, err := s.endSession(ctx, projectID, id, rdev.SessionEnded, task)
+	if err != nil {
+		return nil, err
+	}
+	res := &SessionEnd{SessionID: ended.ID, Status: ended.Status, Message: MsgSessionEnded}
+	if task != nil {
+		res.ReviewTaskID, res.Message = task.ID, MsgSessionReview
+	}
+	return res, nil
+}
+
+// TerminateSession force-ends a session (admin).
+func (s *Service) TerminateSession(ctx context.Context, caller *rdev.APIKey, projectID, id string) (*SessionEnd, error) {
+	if _, err := s.GetSession(ctx, caller, projectID, id); err != nil {
+		return nil, err
+	}
+	ended, err := s.endSession(ctx, projectID, id, rdev.SessionTerminated, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &SessionEnd{ID: ended.ID, Status: ended.Status, Message: MsgSessionTerminated}, nil
+}
+
+// endSession records the end, then removes the session's workspace.
+func (s *Service) endSession(ctx context.Context, projectID, id string, status rdev.SessionStatus, task *rdev.Task) (*rdev.Session, error) {
+	ended, err := s.store.EndSession(ctx, projectID, id, status, s.clock(), task)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cluster.RemoveWorkspace(context.WithoutCancel(ctx), projectID, id); err != nil {
+		s.log.Error("remove session workspace", "session", id, "err", err)
+	}
+	return ended, nil
+}
+
+// KeepaliveSession records activity on an active session, resetting its
+// idle timer.
+func (s *Service) KeepaliveSession(ctx context.Context, caller *rdev.APIKey, projectID, id string) (*rdev.Session, error) {
+	sess, err := s.GetSession(ctx, caller, projectID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sess.Status != rdev.SessionActive {
+		return nil, rdev.ErrSessionNotActive
+	}
+	now := s.clock()
+	if err := s.store.TouchSession(ctx, id, now); err != nil {
+		return nil, err
+	}
+	sess.LastActiveAt = now
+	return sess, nil
+}
