@@ -142,10 +142,11 @@ func (s *Service) CreateCheckout(ctx context.Context, caller *rdev.APIKey, proje
 			return nil, err
 		}
 	}
-	return s.created(&c, token), nil
+	return s.created(&c, token, fmt.Sprintf("POST /api/v1/projects/%[1]s/checkouts/%[2]s/checkin (or rdev checkout checkin %[1]s %[2]s)", c.ProjectID, c.ID)), nil
 }
 
-func (s *Service) created(c *rdev.Checkout, token string) *CreatedCheckout {
+// created completes a new checkout's answer; checkin says how to end it.
+func (s *Service) created(c *rdev.Checkout, token, checkin string) *CreatedCheckout {
 	clone := s.publicURL + "/git/" + c.ProjectID + ".git"
 	auth := clone
 	if u, err := url.Parse(clone); err == nil {
@@ -160,8 +161,8 @@ Clone it with the rdev credential helper, which keeps the token out of argv and 
   git -C %[2]s config credential.helper '!rdev git-credential'
 Without the rdev CLI, auth_clone_url works too, but git then keeps the token in .git/config.
 
-Check in when done: POST /api/v1/projects/%[2]s/checkouts/%[5]s/checkin (or rdev checkout checkin %[2]s %[5]s).`,
-		c.Branch, c.ProjectID, c.ExpiresAt.Format(time.RFC3339), clone, c.ID)
+Check in when done: %[5]s.`,
+		c.Branch, c.ProjectID, c.ExpiresAt.Format(time.RFC3339), clone, checkin)
 	return &CreatedCheckout{Checkout: *c, Token: token, CloneURL: clone, AuthCloneURL: auth, Instructions: instr}
 }
 

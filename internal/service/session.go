@@ -147,7 +147,7 @@ func (s *Service) CreateSession(ctx context.Context, caller *rdev.APIKey, projec
 		undo()
 		return nil, fmt.Errorf("prepare workspace: %w", err)
 	}
-	created := s.created(&co, token)
+	created := s.created(&co, token, fmt.Sprintf("POST /api/v1/projects/%[1]s/sessions/%[2]s/checkin (or rdev session checkin %[1]s %[2]s)", p.ID, sid))
 	return &CreatedSession{Session: sess, Branch: branch, Token: token, AuthCloneURL: created.AuthCloneURL,
 		Instructions: fmt.Sprintf("Session %s runs on pod %s with branch %s checked out in its workspace; run commands with "+
 			"POST /api/v1/projects/%s/sessions/%s/commands (or rdev exec %s -- CMD). Its preview: %s\n\n%s",
