@@ -41,6 +41,7 @@ type Store interface {
 	AuditStore
 	CheckoutStore
 	SessionStore
+	CommandStore
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

@@ -25,6 +25,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 	t.Run("Checkouts", func(t *testing.T) { testCheckouts(t, open) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
+	t.Run("Commands", func(t *testing.T) { testCommands(t, open) })
 }
 
 var t0 = rdev.Timestamp(time.Date(2026, 11, 1, 12, 0, 0, 123456789, time.UTC))
