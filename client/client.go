@@ -100,6 +100,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		body = bytes.NewReader(b)
 	}
+	return c.doRaw(ctx, method, path, query, body, out)
+}
+
+// doRaw is do with a body already encoded.
+func (c *Client) doRaw(ctx context.Context, method, path string, query url.Values, body io.Reader, out any) error {
+	in := body
 	u := c.base + "/api/v1" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,8 @@ import (
 // checkout token `rdev checkout create` saved for that repository; the API
 // key of `rdev login` when the host is that server's.
 func newGitCredential(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var tokenFile string
+	cmd := &cobra.Command{
 		Use:   "git-credential get|store|erase",
 		Short: "A git credential helper for rdev repositories",
 		Long: `A git credential helper for rdev repositories. Use it as
@@ -33,7 +35,16 @@ It answers with $RDEV_GIT_TOKEN when set, else the checkout token saved by
 			if args[0] != "get" {
 				return nil // store and erase: rdev keeps its own tokens
 			}
-			token := credentialFor(g, attrs)
+			token := ""
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return err
+				}
+				token = strings.TrimSpace(string(b))
+			} else {
+				token = credentialFor(g, attrs)
+			}
 			if token == "" {
 				return nil // git tries its next helper, or asks
 			}
@@ -41,6 +52,8 @@ It answers with $RDEV_GIT_TOKEN when set, else the checkout token saved by
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "answer with the token in this file (session workspaces use it)")
+	return cmd
 }
 
 func readCredentialAttrs(r io.Reader) map[string]string {

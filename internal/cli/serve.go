@@ -41,6 +41,7 @@ type ServeConfig struct {
 	PublicURL       string
 	PreviewDomain   string
 	CleanupInterval time.Duration
+	OutputLimit     int64
 }
 
 func newServe(env Env) *cobra.Command {
@@ -74,6 +75,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
 	f.StringVar(&c.PreviewDomain, "preview-domain", "preview.localhost", "domain of session preview hosts (<session>.<domain>)")
+	f.Int64Var(&c.OutputLimit, "command-output-limit", 64<<20, "bytes of output kept per command; past it the oldest output is dropped")
 	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts are cleaned up")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
@@ -191,7 +193,10 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	}
 	defer pods.Close()
 	svc := service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
-		PublicURL: publicURL, PreviewDomain: c.PreviewDomain})
+		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit})
+	if err := svc.Recover(ctx); err != nil {
+		return fmt.Errorf("recover commands: %w", err)
+	}
 	if err := initAdmin(ctx, svc, c.Data, env, log); err != nil {
 		return err
 	}

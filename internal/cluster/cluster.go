@@ -6,6 +6,8 @@ package cluster
 
 import (
 	"context"
+	"io"
+	"syscall"
 	"time"
 
 	"rdev.dev/rdev/internal/rdev"
@@ -92,6 +94,9 @@ type WorkspaceSpec struct {
 	// CloneURL is the project's URL on rdev's git host; pushes from the
 	// workspace go there, authenticated by the session's checkout token.
 	CloneURL string
+	// Token is the checkout token, kept for the workspace's credential
+	// helper (never in .git/config).
+	Token string
 }
 
 // Workspace is a prepared session workspace.
@@ -121,4 +126,38 @@ type Cluster interface {
 	RemoveWorkspace(ctx context.Context, projectID, sessionID string) error
 	// List returns every resource labelled managed-by=rdev.
 	List(ctx context.Context) ([]Resource, error)
+	// Exec starts a process in a session's workspace.
+	Exec(ctx context.Context, spec ExecSpec) (Proc, error)
+}
+
+// ExecSpec is a process to start in a session's workspace.
+type ExecSpec struct {
+	ProjectID string
+	SessionID string
+	Argv      []string
+	Env       []string // KEY=VALUE, added to the workspace's environment
+	Cwd       string   // relative to the workspace; must stay inside it
+	Stdin     bool     // give the process a stdin pipe (else /dev/null)
+}
+
+// Proc is a started process.
+type Proc interface {
+	PID() int
+	// Stdin is nil unless the spec asked for it.
+	Stdin() io.WriteCloser
+	Stdout() io.Reader
+	Stderr() io.Reader
+	// Wait waits for the exit after the output has been read to its end;
+	// signal names the signal that ended it, if one did.
+	Wait() (exitCode int, signal string, err error)
+	// Signal sends sig to the process and everything it started.
+	Signal(sig syscall.Signal) error
+}
+
+// Signals are the signals a client may send to a command, by name.
+var Signals = map[string]syscall.Signal{
+	"SIGHUP": syscall.SIGHUP, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT, "SIGKILL": syscall.SIGKILL,
+	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2, "SIGTERM": syscall.SIGTERM, "SIGCONT": syscall.SIGCONT,
+	"SIGSTOP": syscall.SIGSTOP, "SIGTSTP": syscall.SIGTSTP, "SIGWINCH": syscall.SIGWINCH, "SIGALRM": syscall.SIGALRM,
+	"SIGPIPE": syscall.SIGPIPE,
 }

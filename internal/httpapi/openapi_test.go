@@ -162,6 +162,33 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if _, err := c.KeepaliveSession(ctx, "src", sess.ID); err != nil {
 		t.Fatal(err)
 	}
+	ran, err := c.RunCommandWait(ctx, "src", sess.ID, client.CommandRequest{Command: "echo hi"})
+	if err != nil || ran.Stdout != "hi\n" || ran.Status != "exited" {
+		t.Fatal(ran, err)
+	}
+	cat, err := c.RunCommand(ctx, "src", sess.ID, client.CommandRequest{Argv: []string{"cat"}, Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteStdin(ctx, "src", sess.ID, cat.ID, []byte("x"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Signal(ctx, "src", sess.ID, cat.ID, "SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetCommand(ctx, "src", sess.ID, ran.ID); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _, err := c.ListCommands(ctx, "src", sess.ID, client.ListOptions{}); err != nil || len(cs) != 2 {
+		t.Fatal(cs, err)
+	}
+	ereq, _ := http.NewRequest("GET", h.srv.URL+"/api/v1/projects/src/sessions/"+sess.ID+"/commands/"+ran.ID+"/events", nil)
+	ereq.Header.Set("Authorization", "Bearer "+h.admin)
+	if eresp, err := hc.Do(ereq); err != nil || eresp.StatusCode != 200 {
+		t.Fatal(eresp, err)
+	} else {
+		eresp.Body.Close()
+	}
 	if end, err := c.CheckinSession(ctx, "src", sess.ID, client.CheckinRequest{}); err != nil || end.Message != "Session ended. Review task queued." {
 		t.Fatal(end, err)
 	}

@@ -59,6 +59,14 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 			r.With(timeout(TimeoutStandard), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/keepalive", s.keepaliveSession)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(adminOnly...)).Delete("/projects/{id}/sessions/{sid}", s.terminateSession)
 
+			r.With(timeout(TimeoutOrchestration), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/commands", s.runCommand)
+			r.With(timeout(TimeoutFast), s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions/{sid}/commands", s.listCommands)
+			r.With(timeout(TimeoutFast), s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions/{sid}/commands/{cmd}", s.getCommand)
+			// A stream lasts as long as its command: no time budget.
+			r.With(s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions/{sid}/commands/{cmd}/events", s.commandEvents)
+			r.With(timeout(TimeoutStandard), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/commands/{cmd}/stdin", s.commandStdin)
+			r.With(timeout(TimeoutStandard), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/commands/{cmd}/signal", s.commandSignal)
+
 			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}/checkouts", s.listCheckouts)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(projectsExecute...)).Post("/projects/{id}/checkouts", s.createCheckout)
 			r.With(timeout(TimeoutFast), s.requireScope(projectsRead...)).Get("/projects/{id}/checkouts/{cid}", s.getCheckout)

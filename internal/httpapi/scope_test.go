@@ -57,6 +57,13 @@ var specPolicy = map[string]policy{
 	"POST /api/v1/projects/{id}/sessions/{sid}/keepalive": {scopes: specSessionsAct, project: true},
 	"DELETE /api/v1/projects/{id}/sessions/{sid}":         {scopes: specAdmin, project: true},
 
+	"POST /api/v1/projects/{id}/sessions/{sid}/commands":              {scopes: specSessionsAct, project: true},
+	"GET /api/v1/projects/{id}/sessions/{sid}/commands":               {scopes: specSessionsRead, project: true},
+	"GET /api/v1/projects/{id}/sessions/{sid}/commands/{cmd}":         {scopes: specSessionsRead, project: true},
+	"GET /api/v1/projects/{id}/sessions/{sid}/commands/{cmd}/events":  {scopes: specSessionsRead, project: true},
+	"POST /api/v1/projects/{id}/sessions/{sid}/commands/{cmd}/stdin":  {scopes: specSessionsAct, project: true},
+	"POST /api/v1/projects/{id}/sessions/{sid}/commands/{cmd}/signal": {scopes: specSessionsAct, project: true},
+
 	"GET /api/v1/projects/{id}/checkouts":                {scopes: specProjectsRead, project: true},
 	"POST /api/v1/projects/{id}/checkouts":               {scopes: specProjectsExec, project: true},
 	"GET /api/v1/projects/{id}/checkouts/{cid}":          {scopes: specProjectsRead, project: true},
@@ -112,7 +119,7 @@ func TestScopeMatrix(t *testing.T) {
 	for _, rt := range all {
 		pol := specPolicy[rt]
 		method, pattern, _ := strings.Cut(rt, " ")
-		path := strings.NewReplacer("{id}", "p1", "{cid}", "cnosuchcheckoutxx", "{sid}", "snosuchsessionxx").Replace(pattern)
+		path := strings.NewReplacer("{id}", "p1", "{cid}", "cnosuchcheckoutxx", "{sid}", "snosuchsessionxx", "{cmd}", "xnosuchcommandxx").Replace(pattern)
 		switch {
 		case strings.HasPrefix(pattern, "/api/v1/keys/"):
 			path = "/api/v1/keys/knosuchkeyxxxxxxx"
@@ -157,8 +164,14 @@ func TestScopeMatrix(t *testing.T) {
 				// Keys restricted to another project, with every scope the
 				// route admits, see this one as missing.
 				outside := h.key([]string{"other"}, pol.scopes...)
-				if rt == "POST /api/v1/projects/{id}/checkouts" || rt == "POST /api/v1/projects/{id}/sessions" {
-					body = `{"branch":"main"}` // valid: input is checked before the project
+				// Valid bodies: input is checked before the project.
+				switch rt {
+				case "POST /api/v1/projects/{id}/checkouts", "POST /api/v1/projects/{id}/sessions":
+					body = `{"branch":"main"}`
+				case "POST /api/v1/projects/{id}/sessions/{sid}/commands":
+					body = `{"command":"true"}`
+				case "POST /api/v1/projects/{id}/sessions/{sid}/commands/{cmd}/signal":
+					body = `{"signal":"SIGTERM"}`
 				}
 				if r := h.do(method, path, outside, body); r.Status != 404 || (r.Error.Code != "NOT_FOUND" && !pol.git) {
 					t.Errorf("key outside the allow-list: %d %s, want 404", r.Status, r.Body)

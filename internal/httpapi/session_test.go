@@ -197,7 +197,9 @@ type failingStore struct{ rdev.Store }
 
 var errDisk = errors.New("disk on fire at /var/lib/secret")
 
-func (f failingStore) CreateSession(context.Context, *rdev.Session, *rdev.Checkout) error { return errDisk }
+func (f failingStore) CreateSession(context.Context, *rdev.Session, *rdev.Checkout) error {
+	return errDisk
+}
 func (f failingStore) ListSessions(context.Context, string, rdev.Page) ([]*rdev.Session, string, error) {
 	return nil, "", errDisk
 }

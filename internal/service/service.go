@@ -26,6 +26,8 @@ type Config struct {
 	// PreviewDomain is the domain under which sessions' preview hosts live
 	// (<session>.<domain>).
 	PreviewDomain string
+	// OutputLimit bounds the stored output of one command (default 64 MiB).
+	OutputLimit int64
 }
 
 // Service carries what the use cases need.
@@ -38,14 +40,19 @@ type Service struct {
 	publicURL     string
 	previewDomain string
 	keys          *keyCache
+	outputLimit   int64
+	hub           *hub
 	auth          *authCache
 }
 
 // New returns a Service.
 func New(c Config) *Service {
+	if c.OutputLimit <= 0 {
+		c.OutputLimit = DefaultOutputLimit
+	}
 	return &Service{store: c.Store, git: c.Git, cluster: c.Cluster, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
-		previewDomain: c.PreviewDomain,
-		keys:          newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
+		previewDomain: c.PreviewDomain, outputLimit: c.OutputLimit, hub: &hub{runs: map[string]*run{}},
+		keys: newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }

@@ -143,7 +143,7 @@ func (s *Service) CreateSession(ctx context.Context, caller *rdev.APIKey, projec
 		}
 	}
 	if _, err := s.cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: p.ID, SessionID: sid, Branch: branch,
-		CloneURL: s.publicURL + "/git/" + p.ID + ".git"}); err != nil {
+		CloneURL: s.publicURL + "/git/" + p.ID + ".git", Token: token}); err != nil {
 		undo()
 		return nil, fmt.Errorf("prepare workspace: %w", err)
 	}
@@ -254,6 +254,7 @@ func (s *Service) endSession(ctx context.Context, projectID, id string, status r
 	if err != nil {
 		return nil, err
 	}
+	s.killSessionCommands(id)
 	if err := s.cluster.RemoveWorkspace(context.WithoutCancel(ctx), projectID, id); err != nil {
 		s.log.Error("remove session workspace", "session", id, "err", err)
 	}

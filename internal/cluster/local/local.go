@@ -209,9 +209,18 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("check out %s: %w", spec.Branch, err)
 	}
+	tokenFile := filepath.Join(dir, ".git", "rdev-token")
+	if err := os.WriteFile(tokenFile, []byte(spec.Token+"\n"), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	helper := c.cfg.CredentialHelper
+	if spec.Token != "" {
+		helper += " --token-file '" + strings.ReplaceAll(tokenFile, "'", `'\''`) + "'"
+	}
 	for _, kv := range [][2]string{
 		{"remote.origin.url", spec.CloneURL},
-		{"credential.helper", c.cfg.CredentialHelper},
+		{"credential.helper", helper},
 		{"credential.useHttpPath", "true"},
 		{"rdev.session", spec.SessionID},
 	} {

@@ -1,0 +1,124 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"rdev.dev/rdev/internal/cluster"
+	"rdev.dev/rdev/internal/rdev"
+)
+
+// WorkspacePath is a session's workspace directory.
+func (c *Cluster) WorkspacePath(projectID, sessionID string) string {
+	return filepath.Join(c.podDir(projectID), "sessions", sessionID)
+}
+
+// resolveCwd returns the directory cwd names inside the workspace, refusing
+// one that leaves it (through "..", an absolute path or a symbolic link).
+func resolveCwd(workspace, cwd string) (string, error) {
+	if filepath.IsAbs(cwd) {
+		return "", rdev.Invalid("cwd", "cwd must be relative to the workspace")
+	}
+	if rel := filepath.Clean(cwd); rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", rdev.Invalid("cwd", "cwd must stay inside the workspace")
+	}
+	dir := filepath.Join(workspace, filepath.Clean("/" + cwd)[1:])
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", rdev.Invalid("cwd", "cwd %q does not exist in the workspace", cwd)
+	}
+	root, err := filepath.EvalSymlinks(workspace)
+	if err != nil {
+		return "", err
+	}
+	if real != root && !strings.HasPrefix(real, root+string(filepath.Separator)) {
+		return "", rdev.Invalid("cwd", "cwd must stay inside the workspace")
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+		return "", rdev.Invalid("cwd", "cwd %q is not a directory", cwd)
+	}
+	return real, nil
+}
+
+// Exec starts a process in the session's workspace, in its own process
+// group, killed if rdev dies.
+func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc, error) {
+	if len(spec.Argv) == 0 {
+		return nil, rdev.Invalid("argv", "a command is required")
+	}
+	ws := c.WorkspacePath(spec.ProjectID, spec.SessionID)
+	if _, err := os.Stat(ws); err != nil {
+		return nil, fmt.Errorf("workspace of %s: %w", spec.SessionID, err)
+	}
+	dir, err := resolveCwd(ws, spec.Cwd)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "HOME="+ws, "RDEV_WORKSPACE="+ws), spec.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p := &proc{cmd: cmd}
+	if spec.Stdin {
+		if p.stdin, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+	}
+	if p.stdout, err = cmd.StdoutPipe(); err != nil {
+		return nil, err
+	}
+	if p.stderr, err = cmd.StderrPipe(); err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		var ee *exec.Error
+		if errors.As(err, &ee) || errors.Is(err, os.ErrNotExist) {
+			return nil, rdev.Invalid("argv", "cannot start %q: %v", spec.Argv[0], errors.Unwrap(err))
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	stdin          io.WriteCloser
+	stdout, stderr io.Reader
+}
+
+func (p *proc) PID() int              { return p.cmd.Process.Pid }
+func (p *proc) Stdin() io.WriteCloser { return p.stdin }
+func (p *proc) Stdout() io.Reader     { return p.stdout }
+func (p *proc) Stderr() io.Reader     { return p.stderr }
+func (p *proc) Signal(sig syscall.Signal) error {
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+func (p *proc) Wait() (int, string, error) {
+	err := p.cmd.Wait()
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return -1, signalName(ws.Signal()), nil
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return p.cmd.ProcessState.ExitCode(), "", err
+	}
+	return p.cmd.ProcessState.ExitCode(), "", nil
+}
+
+func signalName(s syscall.Signal) string {
+	for name, sig := range cluster.Signals {
+		if sig == s {
+			return name
+		}
+	}
+	return fmt.Sprintf("SIG%d", int(s))
+}
