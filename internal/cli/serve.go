@@ -42,6 +42,7 @@ type ServeConfig struct {
 	PreviewDomain   string
 	CleanupInterval time.Duration
 	OutputLimit     int64
+	IdleTimeout     time.Duration
 }
 
 func newServe(env Env) *cobra.Command {
@@ -76,7 +77,8 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
 	f.StringVar(&c.PreviewDomain, "preview-domain", "preview.localhost", "domain of session preview hosts (<session>.<domain>)")
 	f.Int64Var(&c.OutputLimit, "command-output-limit", 64<<20, "bytes of output kept per command; past it the oldest output is dropped")
-	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts are cleaned up")
+	f.DurationVar(&c.IdleTimeout, "session-idle-timeout", 2*time.Hour, "end sessions idle this long (no API call, command output or preview traffic); 0 disables")
+	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts and sessions are cleaned up")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -217,6 +219,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return errors.New("--cleanup-interval must be positive")
 	}
 	go (&loop.CheckoutCleanup{Store: store, Now: time.Now, Log: log}).Run(loops, c.CleanupInterval)
+	go (&loop.SessionCleanup{Sessions: svc, Now: time.Now, Idle: c.IdleTimeout, Log: log}).Run(loops, c.CleanupInterval)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -27,6 +27,7 @@ type harness struct {
 	store rdev.Store
 	api   *httpapi.Server
 	srv   *httptest.Server
+	svc   *service.Service
 	admin string
 }
 
@@ -55,7 +56,7 @@ func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 	svc := service.New(service.Config{Store: st, Git: git, Cluster: pods, Now: time.Now, Log: log,
 		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost"})
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry()})
-	h := &harness{t: t, store: st, api: api}
+	h := &harness{t: t, store: st, api: api, svc: svc}
 	h.srv = httptest.NewServer(api)
 	t.Cleanup(h.srv.Close)
 	h.admin = h.key(nil, rdev.ScopeAdmin)

@@ -278,3 +278,32 @@ func (s *Service) KeepaliveSession(ctx context.Context, caller *rdev.APIKey, pro
 	sess.LastActiveAt = now
 	return sess, nil
 }
+
+// ExpireSessions ends, as expired, at most limit active sessions whose TTL
+// ran out at now or that have been idle longer than idle (0: no idle
+// limit): their commands are killed, workspaces removed, tokens revoked.
+// It returns how many it ended.
+func (s *Service) ExpireSessions(ctx context.Context, now time.Time, idle time.Duration, limit int) (int, error) {
+	idleBefore := time.Time{}
+	if idle > 0 {
+		idleBefore = now.Add(-idle)
+	}
+	due, err := s.store.DueSessions(ctx, rdev.Timestamp(now), rdev.Timestamp(idleBefore), limit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, sess := range due {
+		_, err := s.endSession(ctx, sess.ProjectID, sess.ID, rdev.SessionExpired, nil)
+		switch {
+		case errors.Is(err, rdev.ErrSessionNotActive):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("session %s: %w", sess.ID, err))
+		default:
+			n++
+			s.log.Info("session expired", "project", sess.ProjectID, "session", sess.ID)
+		}
+	}
+	return n, errors.Join(errs...)
+}
