@@ -31,7 +31,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	_, err := root.ExecuteContextC(ctx)
-	if err != nil && !errors.Is(err, errSilent) {
+	var exit *ExitError
+	if err != nil && !errors.Is(err, errSilent) && !errors.As(err, &exit) {
 		var ce *client.Error
 		if errors.As(err, &ce) {
 			fmt.Fprintf(env.Stderr, "Error: %s\n", ce.Message)
@@ -67,7 +68,7 @@ func newRoot(env Env) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.server, "server", "", "server URL (default: $RDEV_SERVER, else the one saved by rdev login)")
 	root.PersistentFlags().StringVar(&g.token, "token", "", "API key (default: $RDEV_TOKEN, else the one saved by rdev login)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(newServe(env), newLogin(g), newKeys(g), newProjects(g), newAudit(g), newCheckout(g), newGitCredential(g))
+	root.AddCommand(newServe(env), newLogin(g), newKeys(g), newProjects(g), newAudit(g), newCheckout(g), newGitCredential(g), newSession(g), newExec(g))
 	return root
 }
 

@@ -162,7 +162,8 @@ func (s *Service) RunCommand(ctx context.Context, caller *rdev.APIKey, projectID
 	if r.Command != "" {
 		argv = []string{"/bin/sh", "-c", r.Command}
 	}
-	env := []string{"PORT=" + fmt.Sprint(sess.PreviewPort), "RDEV_SESSION=" + sid, "RDEV_PROJECT=" + projectID}
+	cmdID := rdev.NewID("x")
+	env := []string{"PORT=" + fmt.Sprint(sess.PreviewPort), "RDEV_SESSION=" + sid, "RDEV_PROJECT=" + projectID, "RDEV_COMMAND=" + cmdID}
 	for k, v := range r.Env {
 		env = append(env, k+"="+v)
 	}
@@ -171,7 +172,7 @@ func (s *Service) RunCommand(ctx context.Context, caller *rdev.APIKey, projectID
 		return nil, err
 	}
 	now := s.clock()
-	cmd := &rdev.Command{ID: rdev.NewID("x"), SessionID: sid, ProjectID: projectID, Spec: r, Status: rdev.CommandRunning,
+	cmd := &rdev.Command{ID: cmdID, SessionID: sid, ProjectID: projectID, Spec: r, Status: rdev.CommandRunning,
 		PID: proc.PID(), StartedAt: now, LastEventID: 1}
 	rn := &run{cmd: cmd, proc: proc, done: make(chan struct{}), wake: make(chan struct{})}
 	bg := context.WithoutCancel(ctx)
@@ -557,11 +558,25 @@ func (s *Service) killSessionCommands(sid string) {
 	}
 }
 
-// Recover marks the commands a previous server left running as lost.
+// reaper is implemented by clusters that can find processes a previous
+// server left behind.
+type reaper interface {
+	KillCommands(ids []string) int
+}
+
+// Recover marks the commands a previous server left running as lost, and
+// kills whatever of them still runs.
 func (s *Service) Recover(ctx context.Context) error {
 	lost, err := s.store.LoseRunningCommands(ctx, s.clock())
+	ids := make([]string, 0, len(lost))
 	for _, c := range lost {
 		s.log.Warn("command lost with the previous server", "command", c.ID, "session", c.SessionID)
+		ids = append(ids, c.ID)
+	}
+	if r, ok := s.cluster.(reaper); ok && len(ids) > 0 {
+		if n := r.KillCommands(ids); n > 0 {
+			s.log.Warn("killed processes left by lost commands", "processes", n)
+		}
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -121,4 +123,34 @@ func signalName(s syscall.Signal) string {
 		}
 	}
 	return fmt.Sprintf("SIG%d", int(s))
+}
+
+// KillCommands kills every process whose environment names one of the
+// commands (RDEV_COMMAND=<id>): what a server that died left running.
+func (c *Cluster) KillCommands(ids []string) int {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want["RDEV_COMMAND="+id] = true
+	}
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(b, []byte{0}) {
+			if want[string(kv)] {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
 }
