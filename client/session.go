@@ -77,3 +77,17 @@ func (c *Client) KeepaliveSession(ctx context.Context, project, id string) (*Ses
 	var out Session
 	return &out, c.do(ctx, "POST", sessionPath(project)+"/"+url.PathEscape(id)+"/keepalive", nil, nil, &out)
 }
+
+// PreviewLink is a signed, expiring link to a session's preview.
+type PreviewLink = service.PreviewLink
+
+// CreatePreviewLink signs a link to a session's preview (ttl: a Go
+// duration, "" for the default hour).
+func (c *Client) CreatePreviewLink(ctx context.Context, project, id, ttl string) (*PreviewLink, error) {
+	var out PreviewLink
+	body := map[string]string{}
+	if ttl != "" {
+		body["ttl"] = ttl
+	}
+	return &out, c.do(ctx, "POST", sessionPath(project)+"/"+url.PathEscape(id)+"/preview-links", nil, body, &out)
+}

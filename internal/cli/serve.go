@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -194,8 +195,12 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		log.Warn("restart pods", "err", err)
 	}
 	defer pods.Close()
+	secret, err := previewSecret(c.Data)
+	if err != nil {
+		return err
+	}
 	svc := service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
-		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit})
+		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret})
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)
 	}
@@ -205,7 +210,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true})
+	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true, PreviewDomain: c.PreviewDomain})
 
 	srv := &http.Server{
 		Handler:           api,
@@ -263,4 +268,25 @@ func initAdmin(ctx context.Context, svc *service.Service, data string, env Env, 
 		fmt.Fprintf(env.Stderr, "First start: an admin API key was written to %s (mode 0600).\n", path)
 	}
 	return nil
+}
+
+// previewSecret reads <data>/preview.secret, creating it (32 random bytes,
+// mode 0600) on first start. Replicas sharing the data directory share it.
+func previewSecret(data string) ([]byte, error) {
+	path := filepath.Join(data, "preview.secret")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write preview secret: %w", err)
+	}
+	return b, nil
 }

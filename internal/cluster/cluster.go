@@ -121,6 +121,9 @@ type Cluster interface {
 	// PrepareWorkspace makes a session's workspace: the checkout's branch,
 	// wired to rdev's git host.
 	PrepareWorkspace(ctx context.Context, spec WorkspaceSpec) (*Workspace, error)
+	// PreviewAddr returns host:port where rdev reaches the session's
+	// preview port (the port commands are given as $PORT).
+	PreviewAddr(ctx context.Context, projectID, sessionID string) (string, error)
 	// RemoveWorkspace removes a session's workspace; a missing one is not
 	// an error.
 	RemoveWorkspace(ctx context.Context, projectID, sessionID string) error

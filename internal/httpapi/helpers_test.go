@@ -54,8 +54,8 @@ func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 	}
 	t.Cleanup(pods.Close)
 	svc := service.New(service.Config{Store: st, Git: git, Cluster: pods, Now: time.Now, Log: log,
-		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost"})
-	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry()})
+		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost", PreviewSecret: []byte("0123456789abcdef0123456789abcdef")})
+	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry(), PreviewDomain: "preview.localhost"})
 	h := &harness{t: t, store: st, api: api, svc: svc}
 	h.srv = httptest.NewServer(api)
 	t.Cleanup(h.srv.Close)

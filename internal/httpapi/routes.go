@@ -36,6 +36,9 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 	r.Get("/git/{repo}/*", s.serveGit)
 	r.Post("/git/{repo}/*", s.serveGit)
 
+	// Previews in path form; the host form is routed in ServeHTTP.
+	r.Handle("/preview/{sid}/*", http.HandlerFunc(s.servePathPreview))
+
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/openapi.json", s.openapi)
 
@@ -59,6 +62,7 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 			r.With(timeout(TimeoutStandard), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/keepalive", s.keepaliveSession)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(adminOnly...)).Delete("/projects/{id}/sessions/{sid}", s.terminateSession)
 
+			r.With(timeout(TimeoutStandard), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/preview-links", s.createPreviewLink)
 			r.With(timeout(TimeoutOrchestration), s.requireScope(sessionsAct...)).Post("/projects/{id}/sessions/{sid}/commands", s.runCommand)
 			r.With(timeout(TimeoutFast), s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions/{sid}/commands", s.listCommands)
 			r.With(timeout(TimeoutFast), s.requireScope(sessionsRead...)).Get("/projects/{id}/sessions/{sid}/commands/{cmd}", s.getCommand)

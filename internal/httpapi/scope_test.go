@@ -20,6 +20,7 @@ type policy struct {
 	scopes  []rdev.Scope
 	project bool
 	git     bool // plain-text errors (git shows them), basic or bearer credentials
+	preview bool // proxied to a session's app; checked in TestPreview
 }
 
 var (
@@ -69,6 +70,11 @@ var specPolicy = map[string]policy{
 	"GET /api/v1/projects/{id}/checkouts/{cid}":          {scopes: specProjectsRead, project: true},
 	"POST /api/v1/projects/{id}/checkouts/{cid}/checkin": {scopes: specProjectsExec, project: true},
 
+	"POST /api/v1/projects/{id}/sessions/{sid}/preview-links": {scopes: specSessionsAct, project: true},
+	// Previews (every method): an API key that may read sessions, or a
+	// signed link; a missing session is 404 before any key is asked for.
+	"* /preview/{sid}/*": {preview: true},
+
 	"GET /git/{repo}/*":  {scopes: specGit, project: true, git: true},
 	"POST /git/{repo}/*": {scopes: specGit, project: true, git: true},
 
@@ -82,7 +88,12 @@ var specPolicy = map[string]policy{
 func routes(t *testing.T, r chi.Routes) []string {
 	var out []string
 	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		out = append(out, method+" "+strings.TrimSuffix(route, "/"))
+		if strings.HasPrefix(route, "/preview/") {
+			method = "*" // one handler for every method
+		}
+		if rt := method + " " + strings.TrimSuffix(route, "/"); !slices.Contains(out, rt) {
+			out = append(out, rt)
+		}
 		return nil
 	})
 	if err != nil {
@@ -133,6 +144,13 @@ func TestScopeMatrix(t *testing.T) {
 		var body any
 		if (method == "POST" || method == "PATCH") && !pol.git {
 			body = "{}"
+		}
+		if pol.preview {
+			// A preview of a session that does not exist: 404 whoever asks.
+			if r := h.do("GET", "/preview/snosuch/", h.admin, nil); r.Status != 404 {
+				t.Errorf("preview of a missing session: %d", r.Status)
+			}
+			continue
 		}
 		t.Run(rt, func(t *testing.T) {
 			// Earlier routes may have deleted it.

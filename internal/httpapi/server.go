@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,11 +21,12 @@ func debugStack() []byte { return debug.Stack() }
 
 // Server is the HTTP face of a service.Service.
 type Server struct {
-	svc         *service.Service
-	log         *slog.Logger
-	metrics     *metrics
-	router      chi.Router
-	logRequests bool
+	svc           *service.Service
+	log           *slog.Logger
+	metrics       *metrics
+	router        chi.Router
+	logRequests   bool
+	previewDomain string
 }
 
 // Config holds what New needs.
@@ -34,17 +36,29 @@ type Config struct {
 	Registry *prometheus.Registry // metrics are registered here and served at /metrics
 	// LogRequests logs one line per request at info level.
 	LogRequests bool
+	// PreviewDomain: requests for <session>.<PreviewDomain> go to that
+	// session's preview.
+	PreviewDomain string
 }
 
 // New builds the handler.
 func New(c Config) *Server {
-	s := &Server{svc: c.Service, log: c.Log, metrics: newMetrics(c.Registry), logRequests: c.LogRequests}
+	s := &Server{svc: c.Service, log: c.Log, metrics: newMetrics(c.Registry), logRequests: c.LogRequests,
+		previewDomain: strings.ToLower(strings.Trim(c.PreviewDomain, "."))}
 	s.router = s.routes(c.Registry)
 	return s
 }
 
-// ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+// ServeHTTP serves the API, and previews in host form.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if sid := s.previewSession(r); sid != "" {
+		withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.servePreview(w, r, sid, "")
+		})).ServeHTTP(w, r)
+		return
+	}
+	s.router.ServeHTTP(w, r)
+}
 
 // Router exposes the router, for tests that walk its routes.
 func (s *Server) Router() chi.Router { return s.router }

@@ -62,6 +62,8 @@ type SessionStore interface {
 	// ActiveSession returns the project's active session, or
 	// ErrSessionNotFound.
 	ActiveSession(ctx context.Context, projectID string) (*Session, error)
+	// SessionByID returns any session by id. ErrSessionNotFound.
+	SessionByID(ctx context.Context, id string) (*Session, error)
 	// GetSession returns a session of project. ErrSessionNotFound.
 	GetSession(ctx context.Context, projectID, id string) (*Session, error)
 	// ListSessions returns a page of the project's sessions, newest first.

@@ -16,20 +16,24 @@ import (
 // most authenticated requests read the database and write nothing.
 const TouchInterval = time.Minute
 
-// keyCache remembers when each key's last use was last written.
+// keyCache remembers when each key's (or session's) last use was last
+// written, to write it at most once per interval.
 type keyCache struct {
-	mu      sync.Mutex
-	touched map[string]time.Time
+	mu       sync.Mutex
+	interval time.Duration
+	touched  map[string]time.Time
 }
 
-func newKeyCache() *keyCache { return &keyCache{touched: map[string]time.Time{}} }
+func newKeyCache(interval time.Duration) *keyCache {
+	return &keyCache{interval: interval, touched: map[string]time.Time{}}
+}
 
 // due reports whether id's last use should be written at now, and if so
 // records that it is being written.
 func (c *keyCache) due(id string, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if last, ok := c.touched[id]; ok && now.Sub(last) < TouchInterval {
+	if last, ok := c.touched[id]; ok && now.Sub(last) < c.interval {
 		return false
 	}
 	c.touched[id] = now

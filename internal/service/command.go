@@ -163,7 +163,12 @@ func (s *Service) RunCommand(ctx context.Context, caller *rdev.APIKey, projectID
 		argv = []string{"/bin/sh", "-c", r.Command}
 	}
 	cmdID := rdev.NewID("x")
-	env := []string{"PORT=" + fmt.Sprint(sess.PreviewPort), "RDEV_SESSION=" + sid, "RDEV_PROJECT=" + projectID, "RDEV_COMMAND=" + cmdID}
+	addr, err := s.cluster.PreviewAddr(ctx, projectID, sid)
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	env := []string{"PORT=" + port, "RDEV_PREVIEW_PORT=" + fmt.Sprint(sess.PreviewPort), "RDEV_SESSION=" + sid, "RDEV_PROJECT=" + projectID, "RDEV_COMMAND=" + cmdID}
 	for k, v := range r.Env {
 		env = append(env, k+"="+v)
 	}

@@ -28,6 +28,8 @@ type Config struct {
 	PreviewDomain string
 	// OutputLimit bounds the stored output of one command (default 64 MiB).
 	OutputLimit int64
+	// PreviewSecret signs preview links (shared by replicas).
+	PreviewSecret []byte
 }
 
 // Service carries what the use cases need.
@@ -40,8 +42,10 @@ type Service struct {
 	publicURL     string
 	previewDomain string
 	keys          *keyCache
+	previews      *keyCache
 	outputLimit   int64
 	hub           *hub
+	previewSecret []byte
 	auth          *authCache
 }
 
@@ -52,7 +56,8 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, git: c.Git, cluster: c.Cluster, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
 		previewDomain: c.PreviewDomain, outputLimit: c.OutputLimit, hub: &hub{runs: map[string]*run{}},
-		keys: newKeyCache(), auth: &authCache{m: map[string]authEntry{}}}
+		previewSecret: c.PreviewSecret,
+		keys:          newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }

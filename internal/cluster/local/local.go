@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -231,7 +233,36 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	}
 	b, _ := json.Marshal(cluster.ProjectLabels(spec.ProjectID).With(cluster.LabelSession, spec.SessionID))
 	os.WriteFile(filepath.Join(dir, ".git", "rdev-labels.json"), b, 0o600)
+	// The session's preview port maps to a free port of this machine.
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".git", "rdev-port"), []byte(strconv.Itoa(port)), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	return &cluster.Workspace{Path: dir}, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// PreviewAddr returns 127.0.0.1 and the host port mapped to the session's
+// preview port.
+func (c *Cluster) PreviewAddr(ctx context.Context, projectID, sessionID string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(c.podDir(projectID), "sessions", sessionID, ".git", "rdev-port"))
+	if err != nil {
+		return "", rdev.ErrSessionNotFound
+	}
+	return "127.0.0.1:" + strings.TrimSpace(string(b)), nil
 }
 
 // RemoveWorkspace removes a session's workspace.

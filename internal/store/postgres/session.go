@@ -191,3 +191,12 @@ func (s *Store) ActiveSession(ctx context.Context, projectID string) (*rdev.Sess
 	}
 	return sess, err
 }
+
+// SessionByID returns a session, or rdev.ErrSessionNotFound.
+func (s *Store) SessionByID(ctx context.Context, id string) (*rdev.Session, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, rdev.ErrSessionNotFound
+	}
+	return sess, err
+}

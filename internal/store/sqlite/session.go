@@ -186,3 +186,12 @@ func (s *Store) ActiveSession(ctx context.Context, projectID string) (*rdev.Sess
 	}
 	return sess, err
 }
+
+// SessionByID returns a session, or rdev.ErrSessionNotFound.
+func (s *Store) SessionByID(ctx context.Context, id string) (*rdev.Session, error) {
+	sess, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, rdev.ErrSessionNotFound
+	}
+	return sess, err
+}

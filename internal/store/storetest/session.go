@@ -41,6 +41,13 @@ func testSessions(t *testing.T, open Opener) {
 		}
 		_, err = st.GetSession(c, "api", s.ID)
 		wantErr(t, err, rdev.ErrSessionNotFound)
+		byID, err := st.SessionByID(c, s.ID)
+		must(t, err)
+		if byID.ProjectID != "web" {
+			t.Fatalf("SessionByID: %+v", byID)
+		}
+		_, err = st.SessionByID(c, "snope")
+		wantErr(t, err, rdev.ErrSessionNotFound)
 		act, err := st.ActiveSession(c, "web")
 		must(t, err)
 		if act.ID != s.ID {

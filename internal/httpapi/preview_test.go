@@ -1,0 +1,130 @@
+package httpapi_test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"rdev.dev/rdev/internal/rdev"
+)
+
+func TestPreview(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("python3 (the test's web server) is not installed (CI=true forbids skipping)")
+		}
+		t.Skip("python3 (the test's web server) is not installed")
+	}
+	h := newHarness(t)
+	sid := startSession(t, h)
+	base := "/api/v1/projects/web/sessions/" + sid
+	// An app on $PORT in the session.
+	h.do("POST", base+"/commands", h.admin, `{"command":"exec python3 -m http.server --bind 127.0.0.1 $PORT"}`).want(t, 201, "")
+
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path, host, token, cookie string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
+		if host != "" {
+			req.Host = host
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	host := sid + ".preview.localhost"
+	waitFor(t, func() bool {
+		resp, _ := get("/README", host, h.admin, "")
+		return resp.StatusCode == 200
+	})
+
+	t.Run("HostFormWithKey", func(t *testing.T) {
+		resp, body := get("/README", host, h.admin, "")
+		if resp.StatusCode != 200 || body != "hello\n" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("PathFormWithKey", func(t *testing.T) {
+		resp, body := get("/preview/"+sid+"/README", "", h.admin, "")
+		if resp.StatusCode != 200 || body != "hello\n" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("Private", func(t *testing.T) {
+		if resp, body := get("/README", host, "", ""); resp.StatusCode != 401 || !strings.Contains(body, "private") {
+			t.Fatalf("no key: %d %q", resp.StatusCode, body)
+		}
+		if resp, _ := get("/README", host, "rdev_kaaaaaaaaaaaaaaaa_x", ""); resp.StatusCode != 401 {
+			t.Fatalf("bad key: %d", resp.StatusCode)
+		}
+		if resp, _ := get("/README", host, h.key(nil, rdev.ScopeWorkersRead), ""); resp.StatusCode != 403 {
+			t.Fatalf("key without session read: %d", resp.StatusCode)
+		}
+		if resp, _ := get("/README", host, h.key([]string{"other"}, rdev.ScopeSessionsRead), ""); resp.StatusCode != 404 {
+			t.Fatalf("key of another project: %d", resp.StatusCode)
+		}
+		if resp, _ := get("/README", host, h.key(nil, rdev.ScopeSessionsRead), ""); resp.StatusCode != 200 {
+			t.Fatalf("sessions:read key: %d", resp.StatusCode)
+		}
+	})
+	t.Run("SignedLinkTradesForCookie", func(t *testing.T) {
+		r := h.do("POST", base+"/preview-links", h.admin, `{"ttl":"10m"}`)
+		r.want(t, 201, "")
+		var link struct {
+			URL       string    `json:"url"`
+			ExpiresAt time.Time `json:"expires_at"`
+		}
+		mustJSON(t, r.Data, &link)
+		if !strings.HasPrefix(link.URL, "http://"+host+":7420/?rdev_preview_token=") {
+			t.Fatalf("link %s", link.URL)
+		}
+		tok := link.URL[strings.Index(link.URL, "?"):]
+		resp, _ := get("/"+tok, host, "", "")
+		if resp.StatusCode != 303 || resp.Header.Get("Location") != "/" {
+			t.Fatalf("link: %d %v", resp.StatusCode, resp.Header)
+		}
+		var cookie *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "rdev_preview" {
+				cookie = c
+			}
+		}
+		if cookie == nil || !cookie.HttpOnly || cookie.Path != "/" {
+			t.Fatalf("cookie: %+v", resp.Cookies())
+		}
+		if resp, body := get("/README", host, "", "rdev_preview="+cookie.Value); resp.StatusCode != 200 || body != "hello\n" {
+			t.Fatalf("by cookie: %d %q", resp.StatusCode, body)
+		}
+		// The cookie is for this session only.
+		if resp, _ := get("/README", "sother.preview.localhost", "", "rdev_preview="+cookie.Value); resp.StatusCode != 404 {
+			t.Fatalf("another session: %d", resp.StatusCode)
+		}
+		if resp, _ := get("/?rdev_preview_token=1.forged", host, "", ""); resp.StatusCode != 401 {
+			t.Fatalf("forged link: %d", resp.StatusCode)
+		}
+		h.do("POST", base+"/preview-links", h.admin, `{"ttl":"forever"}`).want(t, 400, "BAD_REQUEST")
+
+		// Gone with the session.
+		h.do("POST", base+"/checkin", h.admin, `{"skip_review":true}`).want(t, 200, "")
+		if resp, body := get("/README", host, h.admin, ""); resp.StatusCode != 404 || !strings.Contains(body, "has ended") {
+			t.Fatalf("after check-in: %d %q", resp.StatusCode, body)
+		}
+		if resp, _ := get("/README", host, "", "rdev_preview="+cookie.Value); resp.StatusCode != 404 {
+			t.Fatalf("cookie after check-in: %d", resp.StatusCode)
+		}
+	})
+}
