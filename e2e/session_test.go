@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,8 +41,24 @@ func procsWithEnv(kv string) []int {
 // its streams and exit code, a push from inside the workspace that obeys
 // the branch rule, and a check-in that leaves no process behind.
 func TestSessionEndToEnd(t *testing.T) {
+	for _, sandbox := range []string{"bwrap", "none"} {
+		t.Run(sandbox, func(t *testing.T) {
+			if sandbox == "bwrap" {
+				if _, err := exec.LookPath("bwrap"); err != nil {
+					if os.Getenv("CI") == "true" {
+						t.Fatal("bubblewrap is not installed (CI=true forbids skipping)")
+					}
+					t.Skip("bubblewrap is not installed")
+				}
+			}
+			testSessionEndToEnd(t, sandbox)
+		})
+	}
+}
+
+func testSessionEndToEnd(t *testing.T, sandbox string) {
 	data := t.TempDir()
-	s := start(t, nil, "--addr", "127.0.0.1:0", "--data", data)
+	s := start(t, nil, "--addr", "127.0.0.1:0", "--data", data, "--sandbox", sandbox)
 	admin := readKey(t, filepath.Join(data, "admin.key"))
 	c := s.client(t, admin)
 	ctx := context.Background()
@@ -84,6 +101,13 @@ func TestSessionEndToEnd(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(filepath.Join(data, "pods", "web", "sessions", sid, ".git", "config")); strings.Contains(string(b), "rdevco_") {
 			t.Fatal("the checkout token is in the workspace's .git/config")
+		}
+	})
+
+	t.Run("SandboxHidesTheDataDirectory", func(t *testing.T) {
+		_, _, code := cli(t, env, "exec", sid, "--", "cat "+filepath.Join(data, "admin.key"))
+		if (sandbox == "bwrap") != (code != 0) {
+			t.Fatalf("reading admin.key from a command (sandbox %s): exit %d", sandbox, code)
 		}
 	})
 

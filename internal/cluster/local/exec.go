@@ -63,7 +63,15 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	argv := c.wrap(spec.Argv, spec.ProjectID, ws, dir)
+	if c.cfg.Sandbox == SandboxBwrap {
+		// Inside the sandbox a missing program is bwrap's error; say it
+		// as the unsandboxed case does.
+		if _, err := lookPathIn(spec.Argv[0], dir); err != nil {
+			return nil, rdev.Invalid("argv", "cannot start %q: %v", spec.Argv[0], err)
+		}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "HOME="+ws, "RDEV_WORKSPACE="+ws), spec.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -153,4 +161,19 @@ func (c *Cluster) KillCommands(ids []string) int {
 		}
 	}
 	return n
+}
+
+// lookPathIn resolves a program as exec would, relative paths from dir.
+func lookPathIn(name, dir string) (string, error) {
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return "", errors.New("no such executable file")
+		}
+		return p, nil
+	}
+	return exec.LookPath(name)
 }

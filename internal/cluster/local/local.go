@@ -35,6 +35,14 @@ type Config struct {
 	CredentialHelper string
 	Log              *slog.Logger
 	Now              func() time.Time
+	// Sandbox is "bwrap" (run every process in bubblewrap) or "none"; see
+	// ResolveSandbox.
+	Sandbox string
+	// DataDir is rdev's data directory, hidden from sandboxed processes.
+	DataDir string
+	// Executable is the rdev binary (the credential helper), made visible
+	// inside the sandbox wherever it lives (go run builds it under /tmp).
+	Executable string
 }
 
 // Cluster is the local backend.
@@ -65,6 +73,13 @@ type pod struct {
 func New(cfg Config) (*Cluster, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
+	}
+	cfg.Dir = mustAbs(cfg.Dir)
+	if cfg.DataDir != "" {
+		cfg.DataDir = mustAbs(cfg.DataDir)
+	}
+	if cfg.Sandbox == "" {
+		cfg.Sandbox = SandboxNone
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -145,8 +160,11 @@ func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
 }
 
 func (c *Cluster) startLocked(p *pod) {
+	project := p.meta.Labels[cluster.LabelProject]
+	base := filepath.Join(p.dir, "base")
 	for _, comp := range p.meta.Components {
-		s := newSupervisor(comp, filepath.Join(p.dir, "base"), c.cfg.Log.With("project", p.meta.Labels[cluster.LabelProject], "component", comp.Name), c.cfg.Now)
+		argv := c.wrap([]string{"/bin/sh", "-c", comp.Command}, project, base, base)
+		s := newSupervisor(comp, argv, base, c.cfg.Log.With("project", project, "component", comp.Name), c.cfg.Now)
 		p.procs = append(p.procs, s)
 		s.start()
 	}

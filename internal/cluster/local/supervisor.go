@@ -17,6 +17,7 @@ import (
 // exponential backoff (1 s to 30 s) when it exits.
 type supervisor struct {
 	comp rdev.Component
+	argv []string
 	dir  string
 	log  *slog.Logger
 	now  func() time.Time
@@ -34,8 +35,8 @@ type supervisor struct {
 	done     chan struct{}
 }
 
-func newSupervisor(comp rdev.Component, dir string, log *slog.Logger, now func() time.Time) *supervisor {
-	return &supervisor{comp: comp, dir: dir, log: log, now: now, stopc: make(chan struct{}), done: make(chan struct{})}
+func newSupervisor(comp rdev.Component, argv []string, dir string, log *slog.Logger, now func() time.Time) *supervisor {
+	return &supervisor{comp: comp, argv: argv, dir: dir, log: log, now: now, stopc: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (s *supervisor) start() { go s.loop() }
@@ -72,7 +73,7 @@ func (s *supervisor) loop() {
 }
 
 func (s *supervisor) runOnce() error {
-	cmd := exec.Command("/bin/sh", "-c", s.comp.Command)
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	cmd.Dir = s.dir
 	cmd.Env = os.Environ()
 	if s.comp.Port != nil {
