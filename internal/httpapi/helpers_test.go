@@ -43,18 +43,25 @@ func newHarness(t testing.TB) *harness {
 
 func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 	t.Helper()
+	return newHarnessWith(t, st, local.SandboxNone, 0)
+}
+
+// newHarnessWith is newHarnessOn with a sandbox mode and output limit.
+func newHarnessWith(t testing.TB, st rdev.Store, sandbox string, outputLimit int64) *harness {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	git, err := githost.New(t.TempDir(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: git.Path, CredentialHelper: "!true", Log: log})
+	pods, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: git.Path, CredentialHelper: "!true", Log: log, Sandbox: sandbox})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pods.Close)
 	svc := service.New(service.Config{Store: st, Git: git, Cluster: pods, Now: time.Now, Log: log,
-		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost", PreviewSecret: []byte("0123456789abcdef0123456789abcdef")})
+		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost", PreviewSecret: []byte("0123456789abcdef0123456789abcdef"),
+		OutputLimit: outputLimit})
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry(), PreviewDomain: "preview.localhost"})
 	h := &harness{t: t, store: st, api: api, svc: svc}
 	h.srv = httptest.NewServer(api)

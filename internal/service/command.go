@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,7 +25,7 @@ const DefaultOutputLimit = 64 << 20
 // Output batching: a batch is stored when it holds this much, or this long
 // after its first bytes.
 const (
-	batchBytes = 256 << 10
+	batchBytes = 1 << 20
 	batchDelay = 20 * time.Millisecond
 )
 
@@ -86,13 +87,51 @@ type run struct {
 	mu     sync.Mutex
 	wake   chan struct{} // closed when events are stored, then replaced
 	reason string        // set before a kill: killed or timeout
-	stdin  sync.Mutex
+	// recent holds the newest stored events (up to recentBytes of
+	// output), so that live followers read from memory, not the store.
+	recent      []rdev.Event
+	recentBytes int
+	stdin       sync.Mutex
 }
 
 func (r *run) waitChan() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.wake
+}
+
+// recentLimit bounds the output a run keeps in memory for its followers.
+const recentLimit = 8 << 20
+
+// stored records events that are now in the store and wakes followers.
+func (r *run) stored(events []rdev.Event) {
+	r.mu.Lock()
+	for _, e := range events {
+		r.recent = append(r.recent, e)
+		r.recentBytes += len(e.Data)
+	}
+	for len(r.recent) > 1 && r.recentBytes > recentLimit {
+		r.recentBytes -= len(r.recent[0].Data)
+		r.recent[0] = rdev.Event{}
+		r.recent = r.recent[1:]
+	}
+	r.mu.Unlock()
+	r.notify()
+}
+
+// since returns the kept events after the id after, and whether the
+// memory covers that point (else the store must be read).
+func (r *run) since(after int64) ([]rdev.Event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.recent) == 0 || r.recent[0].ID > after+1 {
+		return nil, false
+	}
+	i := int(after + 1 - r.recent[0].ID)
+	if i >= len(r.recent) {
+		return nil, true
+	}
+	return slices.Clone(r.recent[i:]), true
 }
 
 func (r *run) notify() {
@@ -200,6 +239,15 @@ func (s *Service) RunCommand(ctx context.Context, caller *rdev.APIKey, projectID
 	return &c, nil
 }
 
+// writeQueue bounds the batches waiting for the store (each up to
+// batchBytes): past it, reading the command's output waits.
+const writeQueue = 16
+
+type batch struct {
+	events []rdev.Event
+	bytes  int64
+}
+
 type chunk struct {
 	typ  string
 	data []byte
@@ -235,6 +283,25 @@ func (s *Service) supervise(r *run, timeout time.Duration) {
 		defer t.Stop()
 		timer = t.C
 	}
+	// The writer: batches go to the store in order, off the read path, at
+	// most writeQueue batches behind.
+	writes := make(chan batch, writeQueue)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for b := range writes {
+			dropped, err := s.store.AppendEvents(ctx, id, b.events, b.bytes, s.outputLimit)
+			if err != nil {
+				s.log.Error("store command output", "command", id, "err", err)
+			}
+			if dropped > 0 {
+				// Followers that far behind must learn it from the store.
+				r.mu.Lock()
+				r.recent, r.recentBytes = nil, 0
+				r.mu.Unlock()
+			}
+		}
+	}()
 	next := r.cmd.LastEventID
 	var pending []chunk
 	var pendingBytes int
@@ -275,14 +342,14 @@ func (s *Service) supervise(r *run, timeout time.Duration) {
 		if len(events) == 0 {
 			return
 		}
-		if _, err := s.store.AppendEvents(ctx, id, events, total, s.outputLimit); err != nil {
-			s.log.Error("store command output", "command", id, "err", err)
-		}
+		// Followers get the batch from memory at once; the writer stores
+		// it in order behind them.
+		r.stored(events)
+		writes <- batch{events, total}
 		if time.Since(lastTouch) > 10*time.Second {
 			s.store.TouchSession(ctx, r.cmd.SessionID, at)
 			lastTouch = time.Now()
 		}
-		r.notify()
 	}
 	var batchTimer <-chan time.Time
 loop:
@@ -310,6 +377,8 @@ loop:
 		}
 	}
 	flush(true)
+	close(writes)
+	<-written
 	code, sig, err := r.proc.Wait()
 	if err != nil {
 		s.log.Warn("command wait", "command", id, "err", err)
@@ -331,6 +400,7 @@ loop:
 	if _, err := s.store.AppendEvents(ctx, id, []rdev.Event{exit}, 0, 0); err != nil {
 		s.log.Error("store command exit", "command", id, "err", err)
 	}
+	r.stored([]rdev.Event{exit})
 	fin := *r.cmd
 	fin.Status, fin.ExitCode, fin.Signal, fin.EndedAt = reason, exit.ExitCode, sig, &end
 	if err := s.store.FinishCommand(ctx, &fin); err != nil {
@@ -426,12 +496,17 @@ func (s *Service) Follow(ctx context.Context, sid, id string, after int64, keepa
 	for {
 		r := s.hub.get(id)
 		var wake <-chan struct{}
+		var evs []rdev.Event
+		fromMemory := false
 		if r != nil {
 			wake = r.waitChan()
+			evs, fromMemory = r.since(after)
 		}
-		evs, err := s.store.ListEvents(ctx, id, after, 256)
-		if err != nil {
-			return err
+		if !fromMemory {
+			var err error
+			if evs, err = s.store.ListEvents(ctx, id, after, 256); err != nil {
+				return err
+			}
 		}
 		for _, e := range evs {
 			if e.ID > after+1 && (e.Type == rdev.EventStdout || e.Type == rdev.EventStderr || after > 0) {
@@ -450,7 +525,7 @@ func (s *Service) Follow(ctx context.Context, sid, id string, after int64, keepa
 				return nil
 			}
 		}
-		if len(evs) == 256 {
+		if len(evs) == 256 || (fromMemory && len(evs) > 0) {
 			continue
 		}
 		if r == nil {

@@ -28,7 +28,7 @@ CREATE TABLE command_events (
     meta       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(meta)),
     at         INTEGER NOT NULL,
     PRIMARY KEY (command_id, id)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 
 -- +goose Down
 DROP TABLE command_events;
