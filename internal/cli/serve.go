@@ -45,6 +45,7 @@ type ServeConfig struct {
 	OutputLimit     int64
 	IdleTimeout     time.Duration
 	Sandbox         string
+	WarmWorkspaces  int
 }
 
 func newServe(env Env) *cobra.Command {
@@ -80,6 +81,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.PreviewDomain, "preview-domain", "preview.localhost", "domain of session preview hosts (<session>.<domain>)")
 	f.Int64Var(&c.OutputLimit, "command-output-limit", 64<<20, "bytes of output kept per command; past it the oldest output is dropped")
 	f.StringVar(&c.Sandbox, "sandbox", "auto", "run project processes in bubblewrap: auto (when usable), bwrap (insist) or none")
+	f.IntVar(&c.WarmWorkspaces, "warm-workspaces", 2, "ready checkouts of the default branch each running project keeps for new sessions")
 	f.DurationVar(&c.IdleTimeout, "session-idle-timeout", 2*time.Hour, "end sessions idle this long (no API call, command output or preview traffic); 0 disables")
 	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts and sessions are cleaned up")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
@@ -194,7 +196,8 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	}
 	log.Info("local cluster", "sandbox", sandbox)
 	pods, err := local.New(local.Config{Dir: filepath.Join(c.Data, "pods"), RepoPath: git.Path,
-		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now, Sandbox: sandbox, DataDir: c.Data, Executable: self})
+		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now, Sandbox: sandbox, DataDir: c.Data, Executable: self,
+		WarmWorkspaces: c.WarmWorkspaces})
 	if err != nil {
 		return err
 	}

@@ -97,6 +97,8 @@ type WorkspaceSpec struct {
 	// Token is the checkout token, kept for the workspace's credential
 	// helper (never in .git/config).
 	Token string
+	// Commit is the branch's commit, when the caller knows it.
+	Commit string
 }
 
 // Workspace is a prepared session workspace.

@@ -5,6 +5,7 @@ package clustertest
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -121,9 +122,21 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "ws") })
-		w, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: "s2", Branch: "feature", CloneURL: "http://rdev.test/git/ws.git"})
-		if err != nil || w.Path == "" {
-			t.Fatal(w, err)
+		for _, sid := range []string{"s1", "s2"} {
+			w, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: sid, Branch: "feature", CloneURL: "http://rdev.test/git/ws.git", Token: "tok"})
+			if err != nil || w.Path == "" {
+				t.Fatal(w, err)
+			}
+			p, err := e.Cluster.Exec(ctx, cluster.ExecSpec{ProjectID: "ws", SessionID: sid,
+				Argv: []string{"/bin/sh", "-c", "git rev-parse --abbrev-ref HEAD; git rev-parse --abbrev-ref @{upstream}; cat feature.txt; git status --porcelain | wc -l; git remote get-url origin"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(io.MultiReader(p.Stdout(), p.Stderr()))
+			p.Wait()
+			if string(out) != "feature\norigin/feature\nfeature\n0\nhttp://rdev.test/git/ws.git\n" {
+				t.Fatalf("workspace %s: %q", sid, out)
+			}
 		}
 		if err := e.Cluster.RemoveWorkspace(ctx, "ws", "s2"); err != nil {
 			t.Fatal(err)

@@ -43,6 +43,9 @@ type Config struct {
 	// Executable is the rdev binary (the credential helper), made visible
 	// inside the sandbox wherever it lives (go run builds it under /tmp).
 	Executable string
+	// WarmWorkspaces is how many ready checkouts of the default branch each
+	// pod keeps for new sessions (0: every workspace is a fresh clone).
+	WarmWorkspaces int
 }
 
 // Cluster is the local backend.
@@ -67,6 +70,7 @@ type pod struct {
 	meta  podMeta
 	dir   string
 	procs []*supervisor
+	pool  *pool
 }
 
 // New returns a local cluster over cfg.Dir.
@@ -161,6 +165,10 @@ func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
 
 func (c *Cluster) startLocked(p *pod) {
 	project := p.meta.Labels[cluster.LabelProject]
+	if p.pool == nil {
+		p.pool = newPool(c, project, p.dir, c.cfg.WarmWorkspaces)
+		go p.pool.fill()
+	}
 	base := filepath.Join(p.dir, "base")
 	for _, comp := range p.meta.Components {
 		argv := c.wrap([]string{"/bin/sh", "-c", comp.Command}, project, base, base)
@@ -171,6 +179,9 @@ func (c *Cluster) startLocked(p *pod) {
 }
 
 func (c *Cluster) stopLocked(p *pod) {
+	if p.pool != nil {
+		p.pool.stop()
+	}
 	var wg sync.WaitGroup
 	for _, s := range p.procs {
 		wg.Add(1)
@@ -225,7 +236,28 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	}
 	dir := filepath.Join(c.podDir(spec.ProjectID), "sessions", spec.SessionID)
 	os.RemoveAll(dir)
-	if err := git(ctx, "", "clone", "--quiet", "--shared", "--branch", spec.Branch, "--", c.cfg.RepoPath(spec.ProjectID), dir); err != nil {
+	c.mu.Lock()
+	pl := c.pods[spec.ProjectID].pool
+	c.mu.Unlock()
+	if pl != nil && pl.take(dir) {
+		// A warm checkout of the default branch: switch it to the
+		// session's branch, writing only what differs.
+		sha := spec.Commit
+		var err error
+		if sha == "" {
+			sha, err = revParse(ctx, c.cfg.RepoPath(spec.ProjectID), "refs/heads/"+spec.Branch)
+		}
+		if err == nil {
+			err = git(ctx, dir, "checkout", "--quiet", "-B", spec.Branch, sha)
+		}
+		if err == nil {
+			err = writeRef(dir, "refs/remotes/origin/"+spec.Branch, sha)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("check out %s: %w", spec.Branch, err)
+		}
+	} else if err := git(ctx, "", "clone", "--quiet", "--shared", "--branch", spec.Branch, "--", c.cfg.RepoPath(spec.ProjectID), dir); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("check out %s: %w", spec.Branch, err)
 	}
@@ -238,16 +270,12 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	if spec.Token != "" {
 		helper += " --token-file '" + strings.ReplaceAll(tokenFile, "'", `'\''`) + "'"
 	}
-	for _, kv := range [][2]string{
-		{"remote.origin.url", spec.CloneURL},
-		{"credential.helper", helper},
-		{"credential.useHttpPath", "true"},
-		{"rdev.session", spec.SessionID},
-	} {
-		if err := git(ctx, dir, "config", kv[0], kv[1]); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	// The whole configuration in one write (each git config call costs a
+	// process): origin on rdev's git host, the branch tracking it, the
+	// credential helper. The token stays in its own file.
+	if err := os.WriteFile(filepath.Join(dir, ".git", "config"), []byte(workspaceConfig(spec, helper)), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	b, _ := json.Marshal(cluster.ProjectLabels(spec.ProjectID).With(cluster.LabelSession, spec.SessionID))
 	os.WriteFile(filepath.Join(dir, ".git", "rdev-labels.json"), b, 0o600)
@@ -368,4 +396,39 @@ func git(ctx context.Context, dir string, args ...string) error {
 		return fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// revParse resolves a ref of a repository to a commit id.
+func revParse(ctx context.Context, repo, ref string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", ref+"^{commit}")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("no branch %s", strings.TrimPrefix(ref, "refs/heads/"))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// workspaceConfig is a session workspace's .git/config.
+func workspaceConfig(spec cluster.WorkspaceSpec, helper string) string {
+	return "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n" +
+		"[remote \"origin\"]\n\turl = " + quoteConfig(spec.CloneURL) + "\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n" +
+		"[branch " + quoteConfig(spec.Branch) + "]\n\tremote = origin\n\tmerge = " + quoteConfig("refs/heads/"+spec.Branch) + "\n" +
+		"[credential]\n\thelper = " + quoteConfig(helper) + "\n\tuseHttpPath = true\n" +
+		"[rdev]\n\tsession = " + quoteConfig(spec.SessionID) + "\n"
+}
+
+// quoteConfig quotes a git config value (or subsection name).
+func quoteConfig(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`).Replace(v) + `"`
+}
+
+// writeRef writes a loose ref of a repository's .git directory.
+func writeRef(dir, ref, sha string) error {
+	p := filepath.Join(dir, ".git", filepath.FromSlash(ref))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(sha+"\n"), 0o644)
 }

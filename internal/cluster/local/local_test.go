@@ -14,10 +14,15 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Run("Cold", func(t *testing.T) { conformance(t, 0) })
+	t.Run("WarmPool", func(t *testing.T) { conformance(t, 2) })
+}
+
+func conformance(t *testing.T, warm int) {
 	clustertest.Run(t, func(t *testing.T) clustertest.Env {
 		repos := t.TempDir()
 		c, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
-			CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WarmWorkspaces: warm})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,7 +33,11 @@ func TestConformance(t *testing.T) {
 			os.WriteFile(filepath.Join(src, "README"), []byte("hi\n"), 0o644)
 			run(t, src, "add", ".")
 			run(t, src, "commit", "-q", "-m", "first")
-			run(t, src, "branch", "feature")
+			run(t, src, "checkout", "-q", "-b", "feature")
+			os.WriteFile(filepath.Join(src, "feature.txt"), []byte("feature\n"), 0o644)
+			run(t, src, "add", ".")
+			run(t, src, "commit", "-q", "-m", "feature")
+			run(t, src, "checkout", "-q", "main")
 			run(t, "", "clone", "-q", "--bare", src, filepath.Join(repos, id+".git"))
 			p := &rdev.Project{ID: id, Name: id, DefaultBranch: "main", Components: comps}
 			p.Normalize()
@@ -37,7 +46,7 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func run(t *testing.T, dir string, args ...string) {
+func run(t testing.TB, dir string, args ...string) {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
