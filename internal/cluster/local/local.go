@@ -247,11 +247,19 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 		if sha == "" {
 			sha, err = revParse(ctx, c.cfg.RepoPath(spec.ProjectID), "refs/heads/"+spec.Branch)
 		}
+		// A two-tree read-tree updates the index and the files that differ
+		// between the two commits, without checking every file of the tree
+		// the way checkout does; then HEAD moves to the branch.
 		if err == nil {
-			err = git(ctx, dir, "checkout", "--quiet", "-B", spec.Branch, sha)
+			err = git(ctx, dir, "read-tree", "-m", "-u", "HEAD", sha)
+		}
+		for _, ref := range []string{"refs/heads/" + spec.Branch, "refs/remotes/origin/" + spec.Branch} {
+			if err == nil {
+				err = writeRef(dir, ref, sha)
+			}
 		}
 		if err == nil {
-			err = writeRef(dir, "refs/remotes/origin/"+spec.Branch, sha)
+			err = os.WriteFile(filepath.Join(dir, ".git", "HEAD"), []byte("ref: refs/heads/"+spec.Branch+"\n"), 0o644)
 		}
 		if err != nil {
 			os.RemoveAll(dir)
