@@ -163,3 +163,52 @@ func (s *Server) createPreviewLink(w http.ResponseWriter, r *http.Request) {
 	}
 	respond(w, r, http.StatusCreated, link)
 }
+
+// previewAuth is the forward-auth endpoint an ingress calls before it
+// sends a request to a session's preview: the original host in
+// X-Forwarded-Host (<session>.<preview-domain>), the original URI in
+// X-Forwarded-Uri, and the client's Cookie and Authorization headers.
+// 200 admits; 401, 403 and 404 refuse, as the proxy itself would.
+func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
+	fr := r.Clone(r.Context())
+	fr.Host = r.Header.Get("X-Forwarded-Host")
+	sid := s.previewSession(fr)
+	if sid == "" {
+		previewError(w, http.StatusNotFound, "rdev: X-Forwarded-Host does not name a session preview")
+		return
+	}
+	sess, _, err := s.svc.PreviewTarget(r.Context(), sid)
+	if err != nil {
+		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid+": it does not exist or has ended")
+		return
+	}
+	if u, err := url.ParseRequestURI(r.Header.Get("X-Forwarded-Uri")); err == nil {
+		if tok := u.Query().Get(service.PreviewTokenParam); tok != "" {
+			if _, ok := s.svc.PreviewTokenValid(sid, tok); ok {
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+		}
+	}
+	if c, err := r.Cookie(previewCookie); err == nil {
+		if _, ok := s.svc.PreviewTokenValid(sid, c.Value); ok {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+	}
+	tok, ok := bearer(r)
+	if !ok {
+		previewError(w, http.StatusUnauthorized, "rdev: this preview is private")
+		return
+	}
+	switch err := s.svc.AuthorizePreviewKey(r.Context(), tok, sess); {
+	case err == nil:
+		w.WriteHeader(http.StatusOK)
+	case errors.Is(err, rdev.ErrUnauthorized):
+		previewError(w, http.StatusUnauthorized, "rdev: invalid API key")
+	case errors.Is(err, rdev.ErrForbidden):
+		previewError(w, http.StatusForbidden, "rdev: this API key may not read sessions")
+	default:
+		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid)
+	}
+}

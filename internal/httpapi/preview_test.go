@@ -118,6 +118,37 @@ func TestPreview(t *testing.T) {
 		}
 		h.do("POST", base+"/preview-links", h.admin, `{"ttl":"forever"}`).want(t, 400, "BAD_REQUEST")
 
+		// The forward-auth endpoint decides the same way.
+		auth := func(hdr map[string]string) int {
+			req, _ := http.NewRequest("GET", h.srv.URL+"/api/v1/preview-auth", nil)
+			req.Header.Set("X-Forwarded-Host", host)
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		for name, tc := range map[string]struct {
+			hdr  map[string]string
+			want int
+		}{
+			"Nothing":    {map[string]string{}, 401},
+			"Key":        {map[string]string{"Authorization": "Bearer " + h.admin}, 200},
+			"WrongScope": {map[string]string{"Authorization": "Bearer " + h.key(nil, rdev.ScopeWorkersRead)}, 403},
+			"Cookie":     {map[string]string{"Cookie": "rdev_preview=" + cookie.Value}, 200},
+			"Link":       {map[string]string{"X-Forwarded-Uri": "/" + tok}, 200},
+			"BadLink":    {map[string]string{"X-Forwarded-Uri": "/?rdev_preview_token=1.x"}, 401},
+			"OtherHost":  {map[string]string{"X-Forwarded-Host": "snosuch.preview.localhost", "Authorization": "Bearer " + h.admin}, 404},
+		} {
+			if got := auth(tc.hdr); got != tc.want {
+				t.Errorf("forward-auth %s: %d, want %d", name, got, tc.want)
+			}
+		}
+
 		// Gone with the session.
 		h.do("POST", base+"/checkin", h.admin, `{"skip_review":true}`).want(t, 200, "")
 		if resp, body := get("/README", host, h.admin, ""); resp.StatusCode != 404 || !strings.Contains(body, "has ended") {
@@ -125,6 +156,9 @@ func TestPreview(t *testing.T) {
 		}
 		if resp, _ := get("/README", host, "", "rdev_preview="+cookie.Value); resp.StatusCode != 404 {
 			t.Fatalf("cookie after check-in: %d", resp.StatusCode)
+		}
+		if got := auth(map[string]string{"Cookie": "rdev_preview=" + cookie.Value}); got != 404 {
+			t.Fatalf("forward-auth after check-in: %d", got)
 		}
 	})
 }

@@ -41,6 +41,9 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/openapi.json", s.openapi)
+		// Forward-auth for an ingress in front of previews; it checks the
+		// preview's own credentials.
+		r.With(timeout(TimeoutFast)).Get("/preview-auth", s.previewAuth)
 
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate)

@@ -73,7 +73,8 @@ var specPolicy = map[string]policy{
 	"POST /api/v1/projects/{id}/sessions/{sid}/preview-links": {scopes: specSessionsAct, project: true},
 	// Previews (every method): an API key that may read sessions, or a
 	// signed link; a missing session is 404 before any key is asked for.
-	"* /preview/{sid}/*": {preview: true},
+	"* /preview/{sid}/*":       {preview: true},
+	"GET /api/v1/preview-auth": {preview: true},
 
 	"GET /git/{repo}/*":  {scopes: specGit, project: true, git: true},
 	"POST /git/{repo}/*": {scopes: specGit, project: true, git: true},
@@ -147,8 +148,8 @@ func TestScopeMatrix(t *testing.T) {
 		}
 		if pol.preview {
 			// A preview of a session that does not exist: 404 whoever asks.
-			if r := h.do("GET", "/preview/snosuch/", h.admin, nil); r.Status != 404 {
-				t.Errorf("preview of a missing session: %d", r.Status)
+			if r := h.do("GET", strings.Replace(strings.TrimPrefix(rt, method+" "), "{sid}/*", "snosuch/", 1), h.admin, nil); r.Status != 404 {
+				t.Errorf("%s of a missing session: %d", rt, r.Status)
 			}
 			continue
 		}
