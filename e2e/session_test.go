@@ -3,6 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,11 +78,19 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 	if _, err := c.Deploy(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := cli(t, env, "session", "create", "web", "--new-branch", "agent/e2e")
+	out, errOut, code := cli(t, env, "session", "create", "web", "--new-branch", "agent/e2e", "-o", "json")
 	if code != 0 {
 		t.Fatalf("session create: %s %s", out, errOut)
 	}
-	sid := strings.Fields(strings.TrimPrefix(out, "Session "))[0]
+	var created struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ID == "" || created.Token == "" {
+		t.Fatalf("session create -o json: %v %s", err, out)
+	}
+	sid, sessionToken := created.ID, created.Token
+	var previewCookie, previewHost string
 
 	t.Run("ExecStreamsAndExitCode", func(t *testing.T) {
 		out, errOut, code := cli(t, env, "exec", sid, "--", "echo out; echo err >&2; exit 3")
@@ -104,6 +117,101 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		}
 	})
 
+	t.Run("ResumeTenMegabytesByteExact", func(t *testing.T) {
+		cmd, err := c.RunCommand(ctx, "web", sid, client.CommandRequest{Command: "i=0; while [ $i -lt 100000 ]; do printf '%099d\n' $i; i=$((i+1)); done"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// First connection: about half, then drop it.
+		var got bytes.Buffer
+		cctx, cancel := context.WithCancel(ctx)
+		last, _ := c.FollowOnce(cctx, "web", sid, cmd.ID, 0, func(e client.Event) error {
+			if got.Len() > 5<<20 {
+				// Drop the connection; this event was not taken.
+				cancel()
+				return context.Canceled
+			}
+			if e.Type == "stdout" {
+				got.Write(e.Data)
+			}
+			return nil
+		})
+		cancel()
+		if last == 0 || got.Len() < 5<<20 {
+			t.Fatalf("first connection read %d bytes up to event %d", got.Len(), last)
+		}
+		exit, err := c.Follow(ctx, "web", sid, cmd.ID, last, func(e client.Event) error {
+			if e.Type == "stdout" {
+				got.Write(e.Data)
+			}
+			return nil
+		})
+		if err != nil || exit.ExitCode == nil || *exit.ExitCode != 0 {
+			t.Fatal(exit, err)
+		}
+		var want bytes.Buffer
+		for i := range 100000 {
+			fmt.Fprintf(&want, "%099d\n", i)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("resumed output: %d bytes, want %d", got.Len(), want.Len())
+		}
+	})
+
+	t.Run("Preview", func(t *testing.T) {
+		if _, err := exec.LookPath("python3"); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("python3 (the session's web server) is not installed (CI=true forbids skipping)")
+			}
+			t.Skip("python3 not installed")
+		}
+		os.WriteFile(filepath.Join(data, "pods", "web", "sessions", sid, "hello.txt"), []byte("hello from the session\n"), 0o644)
+		if _, err := c.RunCommand(ctx, "web", sid, client.CommandRequest{Command: "exec python3 -m http.server --bind 127.0.0.1 $PORT"}); err != nil {
+			t.Fatal(err)
+		}
+		sess, _ := c.GetSession(ctx, "web", sid)
+		u, _ := url.Parse(sess.PreviewURL)
+		get := func(path, token, cookie string) (int, string, *http.Response) {
+			req, _ := http.NewRequest("GET", s.URL+path, nil)
+			req.Host = u.Host
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			if cookie != "" {
+				req.Header.Set("Cookie", cookie)
+			}
+			resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, string(b), resp
+		}
+		waitFor(t, func() bool { code, _, _ := get("/hello.txt", admin, ""); return code == 200 })
+		if code, body, _ := get("/hello.txt", admin, ""); code != 200 || body != "hello from the session\n" {
+			t.Fatalf("with a key: %d %q", code, body)
+		}
+		if code, _, _ := get("/hello.txt", "", ""); code != 401 {
+			t.Fatalf("without a key: %d", code)
+		}
+		out, _, code := cli(t, env, "preview", sid)
+		link, err := url.Parse(strings.TrimSpace(out))
+		if code != 0 || err != nil || link.Query().Get("rdev_preview_token") == "" {
+			t.Fatalf("rdev preview: %d %q", code, out)
+		}
+		code, _, resp := get("/hello.txt?"+link.RawQuery, "", "")
+		if code != 303 || len(resp.Cookies()) != 1 {
+			t.Fatalf("signed link: %d %v", code, resp.Cookies())
+		}
+		cookie := resp.Cookies()[0].Name + "=" + resp.Cookies()[0].Value
+		if code, body, _ := get("/hello.txt", "", cookie); code != 200 || body != "hello from the session\n" {
+			t.Fatalf("by cookie: %d %q", code, body)
+		}
+		previewCookie = cookie
+		previewHost = u.Host
+	})
+
 	t.Run("SandboxHidesTheDataDirectory", func(t *testing.T) {
 		_, _, code := cli(t, env, "exec", sid, "--", "cat "+filepath.Join(data, "admin.key"))
 		if (sandbox == "bwrap") != (code != 0) {
@@ -125,6 +233,26 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		}
 		if _, err := os.Stat(filepath.Join(data, "pods", "web", "sessions", sid)); !os.IsNotExist(err) {
 			t.Fatal("the workspace is still there")
+		}
+		// The preview is gone, cookie or key.
+		if previewHost != "" {
+			for _, hdr := range [][2]string{{"Cookie", previewCookie}, {"Authorization", "Bearer " + admin}} {
+				req, _ := http.NewRequest("GET", s.URL+"/hello.txt", nil)
+				req.Host = previewHost
+				req.Header.Set(hdr[0], hdr[1])
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 404 {
+					t.Fatalf("preview after check-in with %s: %d", hdr[0], resp.StatusCode)
+				}
+			}
+		}
+		// The session's token is refused.
+		if code := httpStatus(t, s.URL+"/git/web.git/info/refs?service=git-upload-pack", sessionToken); code != 401 {
+			t.Fatalf("the session's git token after check-in: %d", code)
 		}
 	})
 	s.stop()
