@@ -223,6 +223,10 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		if _, err := c.RunCommand(ctx, "web", sid, client.CommandRequest{Command: "sleep 300 & sleep 300 & wait"}); err != nil {
 			t.Fatal(err)
 		}
+		// And one left in the background by a command that has ended.
+		if _, err := c.RunCommandWait(ctx, "web", sid, client.CommandRequest{Command: "setsid nohup sleep 300 >/dev/null 2>&1 &"}); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, func() bool { return len(procsWithEnv("RDEV_SESSION="+sid)) >= 3 })
 		out, _, code := cli(t, env, "session", "checkin", sid)
 		if code != 0 || !strings.Contains(out, "Session ended. Review task queued.") || !strings.Contains(out, "Review task: t") {

@@ -255,6 +255,12 @@ func (s *Service) endSession(ctx context.Context, projectID, id string, status r
 		return nil, err
 	}
 	s.killSessionCommands(id)
+	// And whatever its commands left in the background.
+	if k, ok := s.cluster.(interface{ KillSession(string) int }); ok {
+		if n := k.KillSession(id); n > 0 {
+			s.log.Info("killed background processes of an ended session", "session", id, "processes", n)
+		}
+	}
 	if err := s.cluster.RemoveWorkspace(context.WithoutCancel(ctx), projectID, id); err != nil {
 		s.log.Error("remove session workspace", "session", id, "err", err)
 	}

@@ -140,6 +140,16 @@ func (c *Cluster) KillCommands(ids []string) int {
 	for _, id := range ids {
 		want["RDEV_COMMAND="+id] = true
 	}
+	return killByEnv(want)
+}
+
+// KillSession kills every process a session's commands started, running
+// or left in the background (RDEV_SESSION=<id> in their environment).
+func (c *Cluster) KillSession(sessionID string) int {
+	return killByEnv(map[string]bool{"RDEV_SESSION=" + sessionID: true})
+}
+
+func killByEnv(want map[string]bool) int {
 	entries, _ := os.ReadDir("/proc")
 	n := 0
 	for _, e := range entries {
