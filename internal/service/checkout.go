@@ -222,9 +222,7 @@ func (s *Service) CheckinCheckout(ctx context.Context, caller *rdev.APIKey, proj
 		} else if err != nil {
 			return nil, err
 		}
-		payload, _ := json.Marshal(rdev.ReviewPayload{CheckoutID: c.ID, Branch: c.Branch, Commit: commit, AutoMerge: r.AutoMerge})
-		task = &rdev.Task{ID: rdev.NewID("t"), Kind: rdev.TaskKindReview, ProjectID: projectID, Status: rdev.TaskQueued,
-			Payload: payload, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}
+		task = newReviewTask(projectID, rdev.ReviewPayload{CheckoutID: c.ID, Branch: c.Branch, Commit: commit, AutoMerge: r.AutoMerge}, now)
 	}
 	ended, err := s.store.EndCheckout(ctx, projectID, id, rdev.CheckoutCheckedIn, now, task)
 	if err != nil {
@@ -286,4 +284,11 @@ func (s *Service) GitAccess(ctx context.Context, credential, projectID string) (
 		return githost.Access{}, err
 	}
 	return acc, nil
+}
+
+// newReviewTask is a queued review task for payload.
+func newReviewTask(projectID string, payload rdev.ReviewPayload, now time.Time) *rdev.Task {
+	b, _ := json.Marshal(payload)
+	return &rdev.Task{ID: rdev.NewID("t"), Kind: rdev.TaskKindReview, ProjectID: projectID, Status: rdev.TaskQueued,
+		Payload: b, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}
 }

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -221,9 +220,7 @@ func (s *Service) CheckinSession(ctx context.Context, caller *rdev.APIKey, proje
 			return nil, err
 		}
 		now := s.clock()
-		payload, _ := json.Marshal(rdev.ReviewPayload{CheckoutID: co.ID, SessionID: id, Branch: co.Branch, Commit: commit, AutoMerge: r.AutoMerge})
-		task = &rdev.Task{ID: rdev.NewID("t"), Kind: rdev.TaskKindReview, ProjectID: projectID, Status: rdev.TaskQueued,
-			Payload: payload, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}
+		task = newReviewTask(projectID, rdev.ReviewPayload{CheckoutID: co.ID, SessionID: id, Branch: co.Branch, Commit: commit, AutoMerge: r.AutoMerge}, now)
 	}
 	ended, err := s.endSession(ctx, projectID, id, rdev.SessionEnded, task)
 	if err != nil {

@@ -106,14 +106,11 @@ func (s *Store) EndCheckout(ctx context.Context, projectID, id string, status rd
 		if c.Status != rdev.CheckoutActive {
 			return rdev.ErrCheckoutNotActive
 		}
-		var taskID *string
+		taskID, err := insertTask(ctx, tx, task)
+		if err != nil {
+			return err
+		}
 		if task != nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO tasks (id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)`, task.ID, task.Kind, task.ProjectID, task.Status, string(task.Payload),
-				task.MaxAttempts, task.RunAfter, task.CreatedAt, task.UpdatedAt); err != nil {
-				return err
-			}
-			taskID = &task.ID
 			c.ReviewTaskID = task.ID
 		}
 		if _, err := tx.Exec(ctx, `UPDATE checkouts SET status = $1, ended_at = $2, review_task_id = $3 WHERE id = $4`, status, at, taskID, id); err != nil {
@@ -152,4 +149,16 @@ func (s *Store) GetTask(ctx context.Context, id string) (*rdev.Task, error) {
 	t.Payload = payload
 	t.RunAfter, t.CreatedAt, t.UpdatedAt = utc(t.RunAfter), utc(t.CreatedAt), utc(t.UpdatedAt)
 	return &t, nil
+}
+
+// insertTask stores task (when not nil) in tx and returns its id for a
+// nullable column.
+func insertTask(ctx context.Context, tx pgx.Tx, task *rdev.Task) (*string, error) {
+	if task == nil {
+		return nil, nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO tasks (id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)`, task.ID, task.Kind, task.ProjectID, task.Status, string(task.Payload),
+		task.MaxAttempts, task.RunAfter, task.CreatedAt, task.UpdatedAt)
+	return &task.ID, err
 }

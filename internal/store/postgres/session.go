@@ -124,14 +124,11 @@ func (s *Store) EndSession(ctx context.Context, projectID, id string, status rde
 		if sess.Status != rdev.SessionActive {
 			return rdev.ErrSessionNotActive
 		}
-		var taskID *string
+		taskID, err := insertTask(ctx, tx, task)
+		if err != nil {
+			return err
+		}
 		if task != nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO tasks (id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)`, task.ID, task.Kind, task.ProjectID, task.Status, string(task.Payload),
-				task.MaxAttempts, task.RunAfter, task.CreatedAt, task.UpdatedAt); err != nil {
-				return err
-			}
-			taskID = &task.ID
 			sess.ReviewTaskID = task.ID
 		}
 		if _, err := tx.Exec(ctx, `UPDATE sessions SET status = $1, ended_at = $2, review_task_id = $3 WHERE id = $4`, status, at, taskID, id); err != nil {

@@ -104,14 +104,11 @@ func (s *Store) EndCheckout(ctx context.Context, projectID, id string, status rd
 	if c.Status != rdev.CheckoutActive {
 		return nil, rdev.ErrCheckoutNotActive
 	}
-	var taskID any
+	taskID, err := insertTask(ctx, tx, task)
+	if err != nil {
+		return nil, err
+	}
 	if task != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`, task.ID, task.Kind, task.ProjectID, task.Status, string(task.Payload),
-			task.MaxAttempts, micros(task.RunAfter), micros(task.CreatedAt), micros(task.UpdatedAt)); err != nil {
-			return nil, err
-		}
-		taskID = task.ID
 		c.ReviewTaskID = task.ID
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE checkouts SET status = ?, ended_at = ?, review_task_id = ? WHERE id = ?`,
@@ -170,4 +167,16 @@ func queryAll[T any](ctx context.Context, db querier, q string, args []any, scan
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// insertTask stores task (when not nil) in tx and returns its id for a
+// nullable column.
+func insertTask(ctx context.Context, tx *sql.Tx, task *rdev.Task) (any, error) {
+	if task == nil {
+		return nil, nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`, task.ID, task.Kind, task.ProjectID, task.Status, string(task.Payload),
+		task.MaxAttempts, micros(task.RunAfter), micros(task.CreatedAt), micros(task.UpdatedAt))
+	return task.ID, err
 }

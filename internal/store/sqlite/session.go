@@ -126,14 +126,11 @@ func (s *Store) EndSession(ctx context.Context, projectID, id string, status rde
 	if sess.Status != rdev.SessionActive {
 		return nil, rdev.ErrSessionNotActive
 	}
-	var taskID any
+	taskID, err := insertTask(ctx, tx, task)
+	if err != nil {
+		return nil, err
+	}
 	if task != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`, task.ID, task.Kind, task.ProjectID, task.Status, string(task.Payload),
-			task.MaxAttempts, micros(task.RunAfter), micros(task.CreatedAt), micros(task.UpdatedAt)); err != nil {
-			return nil, err
-		}
-		taskID = task.ID
 		sess.ReviewTaskID = task.ID
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, ended_at = ?, review_task_id = ? WHERE id = ?`, status, micros(at), taskID, id); err != nil {
