@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -108,6 +109,10 @@ func (s *Server) commandStdin(w http.ResponseWriter, r *http.Request) {
 	setTarget(r, "command/"+cid)
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	n, err := s.svc.WriteStdin(r.Context(), caller(r.Context()), id, sid, cid, body, r.URL.Query().Get("eof") == "true")
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = errBodyTooLarge
+	}
 	if err != nil {
 		s.respondError(w, r, err, "Failed to write stdin")
 		return

@@ -184,6 +184,16 @@ func TestCommandEvents(t *testing.T) {
 			t.Fatalf("cat: %q %+v", out.String(), evs[len(evs)-1])
 		}
 		h.do("POST", base+"/"+c.ID+"/stdin", h.admin, "late").want(t, 409, "COMMAND_NOT_RUNNING")
+		// A stdin closed while the command runs.
+		r = h.do("POST", base, h.admin, `{"command":"exec 0<&-; sleep 30","stdin":true}`)
+		r.want(t, 201, "")
+		var c2 struct {
+			ID string `json:"id"`
+		}
+		mustJSON(t, r.Data, &c2)
+		h.do("POST", base+"/"+c2.ID+"/stdin?eof=true", h.admin, "").want(t, 200, "")
+		h.do("POST", base+"/"+c2.ID+"/stdin", h.admin, "more").want(t, 409, "STDIN_CLOSED")
+		h.do("POST", base+"/"+c2.ID+"/signal", h.admin, `{"signal":"KILL"}`).want(t, 200, "")
 
 		r = h.do("POST", base, h.admin, `{"command":"sleep 30"}`)
 		mustJSON(t, r.Data, &c)

@@ -55,6 +55,7 @@ var errorTable = []struct {
 	{rdev.ErrCommandNotFound, http.StatusNotFound, "NOT_FOUND"},
 	{rdev.ErrCommandNotRunning, http.StatusConflict, "COMMAND_NOT_RUNNING"},
 	{rdev.ErrNoStdin, http.StatusConflict, "NO_STDIN"},
+	{rdev.ErrStdinClosed, http.StatusConflict, "STDIN_CLOSED"},
 	{rdev.ErrBranchExists, http.StatusConflict, "BRANCH_EXISTS"},
 	{rdev.ErrProjectExists, http.StatusConflict, "PROJECT_EXISTS"},
 	{rdev.ErrConflict, http.StatusConflict, "CONFLICT"},

@@ -17,13 +17,13 @@ func mustJSON(t *testing.T, raw []byte, v any) {
 	}
 }
 
-// waitFor polls cond until it holds or ten seconds pass.
+// waitFor polls cond until it holds or thirty seconds pass.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
+			t.Fatal("condition not met within 30s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

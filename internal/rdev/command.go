@@ -29,6 +29,7 @@ var (
 	ErrCommandNotFound   = errors.New("command not found")
 	ErrCommandNotRunning = errors.New("command is not running")
 	ErrNoStdin           = errors.New("command was started without stdin")
+	ErrStdinClosed       = errors.New("the command's stdin is closed")
 )
 
 // CommandSpec is what to run.

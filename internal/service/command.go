@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -400,16 +399,17 @@ loop:
 	if _, err := s.store.AppendEvents(ctx, id, []rdev.Event{exit}, 0, 0); err != nil {
 		s.log.Error("store command exit", "command", id, "err", err)
 	}
-	r.stored([]rdev.Event{exit})
 	fin := *r.cmd
 	fin.Status, fin.ExitCode, fin.Signal, fin.EndedAt = reason, exit.ExitCode, sig, &end
 	if err := s.store.FinishCommand(ctx, &fin); err != nil {
 		s.log.Error("finish command", "command", id, "err", err)
 	}
+	// Finished in the store and gone from the hub before any follower
+	// sees the exit event: whoever reads it finds the command ended.
 	s.hub.mu.Lock()
 	delete(s.hub.runs, id)
 	s.hub.mu.Unlock()
-	r.notify()
+	r.stored([]rdev.Event{exit})
 	close(r.done)
 }
 
@@ -577,11 +577,22 @@ func (s *Service) WriteStdin(ctx context.Context, caller *rdev.APIKey, projectID
 	}
 	r.stdin.Lock()
 	defer r.stdin.Unlock()
-	n, err := io.Copy(in, data)
-	if err != nil && !errors.Is(err, syscall.EPIPE) {
-		var mbe interface{ Error() string }
-		if errors.As(err, &mbe) && strings.Contains(err.Error(), "too large") {
-			return n, err
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		m, rerr := data.Read(buf)
+		if m > 0 {
+			if _, werr := in.Write(buf[:m]); werr != nil {
+				// The process closed its stdin, exited, or eof was sent.
+				return n, ErrStdinClosed
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return n, rerr // the request body: too large, or cut
 		}
 	}
 	if eof {
@@ -590,6 +601,9 @@ func (s *Service) WriteStdin(ctx context.Context, caller *rdev.APIKey, projectID
 	s.store.TouchSession(ctx, sid, s.clock())
 	return n, nil
 }
+
+// ErrStdinClosed reports a write to a stdin that is closed.
+var ErrStdinClosed = rdev.ErrStdinClosed
 
 // SignalCommand sends a signal (by name, e.g. SIGTERM) to a running
 // command and everything it started.
