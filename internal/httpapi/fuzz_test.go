@@ -173,3 +173,57 @@ func FuzzDecodeCheckoutRequest(f *testing.F) {
 		roundTrip(t, &r, (*service.CheckoutRequest).Validate)
 	})
 }
+
+func FuzzDecodeSessionRequest(f *testing.F) {
+	for _, s := range []string{`{"branch":"feature/x"}`, `{"new_branch":"agent/1","expires_in":"7d","preview_port":3000}`,
+		`{"new_branch":"a..b"}`, `{"branch":"a","new_branch":"b"}`, `{"new_branch":"n","expires_in":"31d"}`,
+		`{"new_branch":"n","preview_port":0}`, `{"new_branch":"n","preview_port":70000}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r service.SessionRequest
+		if err := decodeJSON(bytes.NewReader(body), &r); err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		if err := r.Validate(); err != nil {
+			if !rdev.IsInvalid(err) {
+				t.Fatalf("validation error of unexpected kind: %v", err)
+			}
+			return
+		}
+		if (r.Branch == "") == (r.NewBranch == "") || (r.PreviewPort != nil && (*r.PreviewPort < 1 || *r.PreviewPort > 65535)) {
+			t.Fatalf("accepted %+v", r)
+		}
+		if rdev.ValidateBranchName(r.Branch+r.NewBranch) != nil {
+			t.Fatalf("accepted an invalid branch in %+v", r)
+		}
+		roundTrip(t, &r, (*service.SessionRequest).Validate)
+	})
+}
+
+func FuzzDecodeCommandRequest(f *testing.F) {
+	for _, s := range []string{`{"command":"echo hi"}`, `{"argv":["ls","-l"],"env":{"A":"1"},"cwd":"sub","timeout":"30s","stdin":true}`,
+		`{"command":"x","argv":["y"]}`, `{"argv":[""]}`, `{"command":"a\u0000b"}`, `{"command":"x","timeout":"-1s"}`,
+		`{"command":"x","env":{"1A":"x"}}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r service.CommandRequest
+		if err := decodeJSON(bytes.NewReader(body), &r); err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		d, err := service.ValidateCommand(&r)
+		if err != nil {
+			if !rdev.IsInvalid(err) {
+				t.Fatalf("validation error of unexpected kind: %v", err)
+			}
+			return
+		}
+		if (r.Command == "") == (len(r.Argv) == 0) || d < 0 || strings.ContainsRune(r.Command, 0) {
+			t.Fatalf("accepted %+v", r)
+		}
+		roundTrip(t, &r, func(c *service.CommandRequest) error { _, err := service.ValidateCommand(c); return err })
+	})
+}
