@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is one event of a command's stream.
@@ -94,6 +95,16 @@ func (c *Client) FollowOnce(ctx context.Context, project, session, cmd string, a
 }
 
 func decodeEvent(ev *Event, data string) error {
+	// Output is most of a stream: unescape the server's simple escapes
+	// directly; anything else goes through encoding/json.
+	if inner, ok := strings.CutPrefix(data, `{"data":"`); ok {
+		if inner, ok = strings.CutSuffix(inner, `"}`); ok {
+			if b, ok := unescape(inner); ok && utf8.Valid(b) {
+				ev.Data = b
+				return nil
+			}
+		}
+	}
 	var p struct {
 		Data     *string `json:"data"`
 		DataB64  string  `json:"data_b64"`
@@ -152,4 +163,59 @@ func (c *Client) Follow(ctx context.Context, project, session, cmd string, after
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// unescape decodes the inside of a JSON string that uses only the escapes
+// \n \r \t \" \\ and \u00XX; ok is false for anything else.
+func unescape(s string) ([]byte, bool) {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c < 0x20: // JSON wants these escaped
+			return nil, false
+		case c != '\\':
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(s) {
+			return nil, false
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case '"', '\\', '/':
+			out = append(out, s[i])
+		case 'u':
+			if i+4 >= len(s) || s[i+1] != '0' || s[i+2] != '0' {
+				return nil, false
+			}
+			hi, lo := unhex(s[i+3]), unhex(s[i+4])
+			if hi < 0 || lo < 0 || hi >= 8 { // \u0080 and up are code points, not bytes
+				return nil, false
+			}
+			out = append(out, byte(hi<<4|lo))
+			i += 4
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

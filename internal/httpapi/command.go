@@ -203,9 +203,11 @@ func appendSSE(b []byte, e rdev.Event) []byte {
 	switch e.Type {
 	case rdev.EventStdout, rdev.EventStderr:
 		if utf8.Valid(e.Data) {
-			payload = struct {
-				Data string `json:"data"`
-			}{string(e.Data)}
+			// Output is most of the stream: escape it directly rather than
+			// through encoding/json's reflection and HTML escaping.
+			b = fmt.Appendf(b, "id: %d\nevent: %s\ndata: {\"data\":", e.ID, e.Type)
+			b = appendJSONString(b, e.Data)
+			return append(b, '}', '\n', '\n')
 		} else {
 			payload = struct {
 				DataB64 string `json:"data_b64"`
@@ -230,4 +232,33 @@ func appendSSE(b []byte, e rdev.Event) []byte {
 	b = fmt.Appendf(b, "id: %d\nevent: %s\ndata: ", e.ID, e.Type)
 	b = append(b, data...)
 	return append(b, '\n', '\n')
+}
+
+// appendJSONString appends s (valid UTF-8) as a JSON string: quotes,
+// backslashes and control characters escaped, everything else as is.
+func appendJSONString(b, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i, c := range s {
+		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
