@@ -104,26 +104,9 @@ func (s *Service) CreateCheckout(ctx context.Context, caller *rdev.APIKey, proje
 	if err != nil {
 		return nil, err
 	}
-	branch := r.Branch
-	if r.NewBranch != "" {
-		branch = r.NewBranch
-	}
-	if p.IsProtected(branch) {
-		return nil, rdev.ErrBranchProtected
-	}
-	var base string
-	if r.NewBranch == "" {
-		if base, err = s.git.ResolveBranch(ctx, p.ID, branch); err != nil {
-			return nil, err
-		}
-	} else {
-		from := r.FromRef
-		if from == "" {
-			from = p.DefaultBranch
-		}
-		if base, err = s.git.ResolveRef(ctx, p.ID, from); err != nil {
-			return nil, err
-		}
+	branch, base, err := s.resolveBranch(ctx, p, r.Branch, r.NewBranch, r.FromRef)
+	if err != nil {
+		return nil, err
 	}
 	ttl, _ := r.ttl()
 	now := s.clock()
@@ -291,4 +274,31 @@ func newReviewTask(projectID string, payload rdev.ReviewPayload, now time.Time) 
 	b, _ := json.Marshal(payload)
 	return &rdev.Task{ID: rdev.NewID("t"), Kind: rdev.TaskKindReview, ProjectID: projectID, Status: rdev.TaskQueued,
 		Payload: b, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}
+}
+
+// resolveBranch decides the branch a checkout (or session) takes and the
+// commit it starts at, in the seed's order: an existing branch must exist
+// (rdev.ErrBranchNotFound), then not be protected (rdev.ErrBranchProtected);
+// a new branch must not be protected, and from_ref (default: the default
+// branch) must name a commit (rdev.ErrRefNotFound).
+func (s *Service) resolveBranch(ctx context.Context, p *rdev.Project, existing, newBranch, fromRef string) (branch, base string, err error) {
+	if newBranch == "" {
+		if base, err = s.git.ResolveBranch(ctx, p.ID, existing); err != nil {
+			return "", "", err
+		}
+		if p.IsProtected(existing) {
+			return "", "", rdev.ErrBranchProtected
+		}
+		return existing, base, nil
+	}
+	if p.IsProtected(newBranch) {
+		return "", "", rdev.ErrBranchProtected
+	}
+	if fromRef == "" {
+		fromRef = p.DefaultBranch
+	}
+	if base, err = s.git.ResolveRef(ctx, p.ID, fromRef); err != nil {
+		return "", "", err
+	}
+	return newBranch, base, nil
 }

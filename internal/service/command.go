@@ -584,7 +584,7 @@ func (s *Service) WriteStdin(ctx context.Context, caller *rdev.APIKey, projectID
 		if m > 0 {
 			if _, werr := in.Write(buf[:m]); werr != nil {
 				// The process closed its stdin, exited, or eof was sent.
-				return n, ErrStdinClosed
+				return n, rdev.ErrStdinClosed
 			}
 			n += int64(m)
 		}
@@ -601,9 +601,6 @@ func (s *Service) WriteStdin(ctx context.Context, caller *rdev.APIKey, projectID
 	s.store.TouchSession(ctx, sid, s.clock())
 	return n, nil
 }
-
-// ErrStdinClosed reports a write to a stdin that is closed.
-var ErrStdinClosed = rdev.ErrStdinClosed
 
 // SignalCommand sends a signal (by name, e.g. SIGTERM) to a running
 // command and everything it started.

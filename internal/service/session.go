@@ -94,26 +94,9 @@ func (s *Service) CreateSession(ctx context.Context, caller *rdev.APIKey, projec
 	} else if !errors.Is(err, rdev.ErrSessionNotFound) {
 		return nil, err
 	}
-	branch, base := r.Branch, ""
-	if r.NewBranch == "" {
-		if base, err = s.git.ResolveBranch(ctx, p.ID, branch); err != nil {
-			return nil, err
-		}
-		if p.IsProtected(branch) {
-			return nil, rdev.ErrBranchProtected
-		}
-	} else {
-		branch = r.NewBranch
-		if p.IsProtected(branch) {
-			return nil, rdev.ErrBranchProtected
-		}
-		from := r.FromRef
-		if from == "" {
-			from = p.DefaultBranch
-		}
-		if base, err = s.git.ResolveRef(ctx, p.ID, from); err != nil {
-			return nil, err
-		}
+	branch, base, err := s.resolveBranch(ctx, p, r.Branch, r.NewBranch, r.FromRef)
+	if err != nil {
+		return nil, err
 	}
 	ttl, _ := r.ttl()
 	port := rdev.DefaultPreviewPort
