@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,9 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
+
+	"rdev.dev/rdev/internal/jsonstr"
 )
 
 // Event is one event of a command's stream.
@@ -62,15 +64,18 @@ func (c *Client) FollowOnce(ctx context.Context, project, session, cmd string, a
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var ev Event
 	var data string
+	var decoded bool
 	for sc.Scan() {
-		line := sc.Text()
+		line := sc.Bytes()
 		switch {
-		case line == "":
+		case len(line) == 0:
 			if ev.Type == "" {
 				continue
 			}
-			if err := decodeEvent(&ev, data); err != nil {
-				return after, err
+			if !decoded {
+				if err := decodeEvent(&ev, data); err != nil {
+					return after, err
+				}
 			}
 			if err := fn(ev); err != nil {
 				return after, err
@@ -79,13 +84,19 @@ func (c *Client) FollowOnce(ctx context.Context, project, session, cmd string, a
 			if ev.Type == "exit" {
 				return after, nil
 			}
-			ev, data = Event{}, ""
-		case strings.HasPrefix(line, "id: "):
-			ev.ID, _ = strconv.ParseInt(line[4:], 10, 64)
-		case strings.HasPrefix(line, "event: "):
-			ev.Type = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = line[6:]
+			ev, data, decoded = Event{}, "", false
+		case bytes.HasPrefix(line, []byte("id: ")):
+			ev.ID, _ = strconv.ParseInt(string(line[4:]), 10, 64)
+		case bytes.HasPrefix(line, []byte("event: ")):
+			ev.Type = string(line[7:])
+		case bytes.HasPrefix(line, []byte("data: ")):
+			// Output, most of a stream, is decoded straight from the
+			// read buffer; anything else is kept for encoding/json.
+			if b, ok := fastData(line[6:]); ok {
+				ev.Data, decoded = b, true
+			} else {
+				data, decoded = string(line[6:]), false
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -94,17 +105,23 @@ func (c *Client) FollowOnce(ctx context.Context, project, session, cmd string, a
 	return after, io.ErrUnexpectedEOF
 }
 
-func decodeEvent(ev *Event, data string) error {
-	// Output is most of a stream: unescape the server's simple escapes
-	// directly; anything else goes through encoding/json.
-	if inner, ok := strings.CutPrefix(data, `{"data":"`); ok {
-		if inner, ok = strings.CutSuffix(inner, `"}`); ok {
-			if b, ok := unescape(inner); ok && utf8.Valid(b) {
-				ev.Data = b
-				return nil
-			}
-		}
+// fastData decodes an event body of the form {"data":"…"} whose string
+// uses only the server's simple escapes; ok is false for anything else.
+func fastData(line []byte) ([]byte, bool) {
+	inner, ok := bytes.CutPrefix(line, []byte(`{"data":"`))
+	if !ok {
+		return nil, false
 	}
+	if inner, ok = bytes.CutSuffix(inner, []byte(`"}`)); !ok {
+		return nil, false
+	}
+	if b, ok := jsonstr.Unescape(inner); ok && utf8.Valid(b) {
+		return b, true
+	}
+	return nil, false
+}
+
+func decodeEvent(ev *Event, data string) error {
 	var p struct {
 		Data     *string `json:"data"`
 		DataB64  string  `json:"data_b64"`
@@ -163,59 +180,4 @@ func (c *Client) Follow(ctx context.Context, project, session, cmd string, after
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-// unescape decodes the inside of a JSON string that uses only the escapes
-// \n \r \t \" \\ and \u00XX; ok is false for anything else.
-func unescape(s string) ([]byte, bool) {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c < 0x20: // JSON wants these escaped
-			return nil, false
-		case c != '\\':
-			out = append(out, c)
-			continue
-		}
-		if i+1 >= len(s) {
-			return nil, false
-		}
-		i++
-		switch s[i] {
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case '"', '\\', '/':
-			out = append(out, s[i])
-		case 'u':
-			if i+4 >= len(s) || s[i+1] != '0' || s[i+2] != '0' {
-				return nil, false
-			}
-			hi, lo := unhex(s[i+3]), unhex(s[i+4])
-			if hi < 0 || lo < 0 || hi >= 8 { // \u0080 and up are code points, not bytes
-				return nil, false
-			}
-			out = append(out, byte(hi<<4|lo))
-			i += 4
-		default:
-			return nil, false
-		}
-	}
-	return out, true
-}
-
-func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }

@@ -1,31 +1,42 @@
 package client
 
 import (
-	"encoding/json"
+	"bytes"
 	"testing"
-	"unicode/utf8"
 )
 
-// FuzzUnescape: whatever the fast path accepts, encoding/json reads the
+// FuzzDecodeData: the fast path and encoding/json read an event body the
 // same way.
-func FuzzUnescape(f *testing.F) {
-	for _, s := range []string{"plain", `line\n`, `a\"b\\c\t\r`, `\u0000\u001f\u007f`, `\u00e9`, `\b`, `"`, `\`, `\u12`} {
+func FuzzDecodeData(f *testing.F) {
+	for _, s := range []string{`{"data":"plain"}`, `{"data":"a\nb\"c\\d\u0001"}`, `{"data":"caf\u00e9"}`, `{"data":"x","pid":3}`,
+		`{"data_b64":"/w=="}`, `{"data":"` + "\xff" + `"}`, `{"data":"unterminated}`} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, ok := unescape(s)
-		if !ok || !utf8.Valid(got) { // decodeEvent falls back to encoding/json then
+	f.Fuzz(func(t *testing.T, body string) {
+		fast, ok := fastData([]byte(body))
+		var slow Event
+		err := decodeEvent(&slow, body)
+		if !ok {
 			return
 		}
-		var want string
-		if err := json.Unmarshal([]byte(`"`+s+`"`), &want); err != nil {
-			if utf8.ValidString(s) {
-				t.Fatalf("fast path took %q, which JSON refuses: %v", s, err)
-			}
-			return
+		if err != nil {
+			t.Fatalf("%q: fast path took it, encoding/json refuses: %v", body, err)
 		}
-		if string(got) != want {
-			t.Fatalf("%q: fast %q, json %q", s, got, want)
+		if !bytes.Equal(fast, slow.Data) {
+			t.Fatalf("%q: fast %q, encoding/json %q", body, fast, slow.Data)
 		}
 	})
+}
+
+func TestFastDataTakesOutputEvents(t *testing.T) {
+	for _, body := range []string{`{"data":""}`, `{"data":"out\n"}`, `{"data":"tab\there \u001b[0m"}`} {
+		if _, ok := fastData([]byte(body)); !ok {
+			t.Errorf("%s: fast path refused", body)
+		}
+	}
+	for _, body := range []string{`{"data":"x","pid":1}`, `{"exit_code":3}`, `{"data":"caf\u00e9"}`} {
+		if _, ok := fastData([]byte(body)); ok {
+			t.Errorf("%s: fast path took it", body)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"rdev.dev/rdev/internal/jsonstr"
 	"rdev.dev/rdev/internal/rdev"
 	"rdev.dev/rdev/internal/service"
 )
@@ -206,7 +207,7 @@ func appendSSE(b []byte, e rdev.Event) []byte {
 			// Output is most of the stream: escape it directly rather than
 			// through encoding/json's reflection and HTML escaping.
 			b = fmt.Appendf(b, "id: %d\nevent: %s\ndata: {\"data\":", e.ID, e.Type)
-			b = appendJSONString(b, e.Data)
+			b = jsonstr.Append(b, e.Data)
 			return append(b, '}', '\n', '\n')
 		} else {
 			payload = struct {
@@ -232,33 +233,4 @@ func appendSSE(b []byte, e rdev.Event) []byte {
 	b = fmt.Appendf(b, "id: %d\nevent: %s\ndata: ", e.ID, e.Type)
 	b = append(b, data...)
 	return append(b, '\n', '\n')
-}
-
-// appendJSONString appends s (valid UTF-8) as a JSON string: quotes,
-// backslashes and control characters escaped, everything else as is.
-func appendJSONString(b, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i, c := range s {
-		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

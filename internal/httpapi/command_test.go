@@ -119,6 +119,36 @@ func TestCommandEvents(t *testing.T) {
 		}
 	})
 
+	t.Run("CharactersSplitAcrossBatchesArriveWhole", func(t *testing.T) {
+		// The first bytes of é and ✓ come in one batch, the rest after the
+		// batch delay: each stream's events must still be valid UTF-8 text
+		// (data, not data_b64) that joins to what was written.
+		script := `printf 'a\303'; printf 'x\342\234' >&2; sleep 0.2; printf '\251b\n'; printf '\223y\n' >&2`
+		body, _ := json.Marshal(map[string]string{"command": script})
+		r := h.do("POST", base+"?wait=true", h.admin, string(body))
+		r.want(t, 201, "")
+		var res struct {
+			ID string `json:"id"`
+		}
+		mustJSON(t, r.Data, &res)
+		resp := h.stream(t, base+"/"+res.ID+"/events", 0)
+		defer resp.Body.Close()
+		got := map[string]string{}
+		for _, e := range readSSE(t, resp.Body, nil) {
+			if e.Type != "stdout" && e.Type != "stderr" {
+				continue
+			}
+			d, ok := e.Data["data"].(string)
+			if !ok {
+				t.Fatalf("event %d is not text: %+v", e.ID, e.Data)
+			}
+			got[e.Type] += d
+		}
+		if got["stdout"] != "aéb\n" || got["stderr"] != "x✓y\n" {
+			t.Fatalf("stdout %q stderr %q", got["stdout"], got["stderr"])
+		}
+	})
+
 	t.Run("ResumeIsByteExact", func(t *testing.T) {
 		// 10 MB of output in numbered lines, on stdout.
 		r := h.do("POST", base, h.admin, `{"command":"i=0; while [ $i -lt 100000 ]; do printf '%099d\n' $i; i=$((i+1)); done"}`)

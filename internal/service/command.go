@@ -264,7 +264,7 @@ func (s *Service) supervise(r *run, timeout time.Duration) {
 		go func() {
 			defer readers.Done()
 			for {
-				buf := make([]byte, 32<<10)
+				buf := make([]byte, 256<<10)
 				n, err := rd.Read(buf)
 				if n > 0 {
 					chunks <- chunk{typ, buf[:n]}
@@ -310,23 +310,41 @@ func (s *Service) supervise(r *run, timeout time.Duration) {
 		var events []rdev.Event
 		var total int64
 		at := s.clock()
+		// seal ends the newest event: an incomplete UTF-8 sequence at its end
+		// waits for the next batch (unless this is the last one).
+		seal := func() {
+			n := len(events)
+			if n == 0 || final {
+				return
+			}
+			e := &events[n-1]
+			e.Data, tails[e.Type] = splitUTF8Tail(e.Data)
+			total -= int64(len(tails[e.Type]))
+			if len(e.Data) == 0 {
+				events, next = events[:n-1], next-1
+			}
+		}
+		left := pendingBytes
 		for _, c := range pending {
-			data := append(tails[c.typ], c.data...)
-			tails[c.typ] = nil
-			if !final {
-				data, tails[c.typ] = splitUTF8Tail(data)
-			}
-			if len(data) == 0 {
-				continue
-			}
-			total += int64(len(data))
+			total += int64(len(c.data))
 			if n := len(events); n > 0 && events[n-1].Type == c.typ {
-				events[n-1].Data = append(events[n-1].Data, data...)
+				events[n-1].Data = append(events[n-1].Data, c.data...)
+				left -= len(c.data)
 				continue
 			}
+			seal()
+			tail := tails[c.typ]
+			tails[c.typ] = nil
+			total += int64(len(tail))
+			// One allocation holds the rest of the batch if it is all of
+			// this type, as it usually is.
+			data := make([]byte, 0, len(tail)+left)
+			data = append(append(data, tail...), c.data...)
+			left -= len(c.data)
 			next++
 			events = append(events, rdev.Event{ID: next, Type: c.typ, Data: data, At: at})
 		}
+		seal()
 		if final {
 			for _, typ := range []string{rdev.EventStdout, rdev.EventStderr} {
 				if t := tails[typ]; len(t) > 0 {

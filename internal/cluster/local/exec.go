@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/rdev"
 )
@@ -87,6 +89,9 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 	if p.stderr, err = cmd.StderrPipe(); err != nil {
 		return nil, err
 	}
+	for _, r := range []io.Reader{p.stdout, p.stderr} {
+		growPipe(r)
+	}
 	if err := cmd.Start(); err != nil {
 		var ee *exec.Error
 		if errors.As(err, &ee) || errors.Is(err, os.ErrNotExist) {
@@ -95,6 +100,23 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 		return nil, err
 	}
 	return p, nil
+}
+
+// pipeSize is the capacity asked for a command's output pipes: a command
+// that writes fast then blocks (and wakes rdev) once per megabyte rather
+// than once per 64 KiB, Linux's default.
+const pipeSize = 1 << 20
+
+// growPipe enlarges an output pipe to pipeSize where the system allows
+// (fs.pipe-max-size); a pipe that cannot grow keeps its size.
+func growPipe(r io.Reader) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return
+	}
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 }
 
 type proc struct {

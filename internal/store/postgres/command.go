@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/store/outbuf"
 )
 
 const commandCols = `id, session_id, project_id, spec, status, exit_code, signal, pid, started_at, ended_at, bytes, dropped_bytes, last_event_id`
@@ -80,8 +82,9 @@ func (s *Store) AppendEvents(ctx context.Context, commandID string, events []rde
 		batch := &pgx.Batch{}
 		for _, e := range events {
 			meta, _ := json.Marshal(eventMeta{ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason, PID: e.PID})
-			batch.Queue(`INSERT INTO command_events (command_id, id, type, data, meta, at) VALUES ($1, $2, $3, $4, $5, $6)`,
-				commandID, e.ID, e.Type, e.Data, string(meta), e.At)
+			data, enc := outbuf.Pack(e.Data)
+			batch.Queue(`INSERT INTO command_events (command_id, id, type, data, enc, size, meta, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				commandID, e.ID, e.Type, data, enc, len(e.Data), string(meta), e.At)
 		}
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return err
@@ -94,7 +97,7 @@ func (s *Store) AppendEvents(ctx context.Context, commandID string, events []rde
 		if maxBytes <= 0 || stored <= maxBytes {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `SELECT id, length(data) FROM command_events WHERE command_id = $1 AND type IN ('stdout', 'stderr') ORDER BY id`, commandID)
+		rows, err := tx.Query(ctx, `SELECT id, size FROM command_events WHERE command_id = $1 AND type IN ('stdout', 'stderr') ORDER BY id`, commandID)
 		if err != nil {
 			return err
 		}
@@ -126,7 +129,7 @@ func (s *Store) FinishCommand(ctx context.Context, c *rdev.Command) error {
 
 // ListEvents returns at most limit events after the id after.
 func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, limit int) ([]rdev.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, type, data, meta, at FROM command_events WHERE command_id = $1 AND id > $2 ORDER BY id LIMIT $3`, commandID, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT id, type, data, enc, meta, at FROM command_events WHERE command_id = $1 AND id > $2 ORDER BY id LIMIT $3`, commandID, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +138,12 @@ func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, l
 	for rows.Next() {
 		var e rdev.Event
 		var m eventMeta
-		if err := rows.Scan(&e.ID, &e.Type, &e.Data, &m, &e.At); err != nil {
+		var enc int
+		if err := rows.Scan(&e.ID, &e.Type, &e.Data, &enc, &m, &e.At); err != nil {
 			return nil, err
+		}
+		if e.Data, err = outbuf.Unpack(e.Data, enc); err != nil {
+			return nil, fmt.Errorf("command %s event %d: %w", commandID, e.ID, err)
 		}
 		e.ExitCode, e.Signal, e.Reason, e.PID, e.At = m.ExitCode, m.Signal, m.Reason, m.PID, utc(e.At)
 		out = append(out, e)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/store/outbuf"
 )
 
 const commandCols = `id, session_id, project_id, spec, status, exit_code, signal, pid, started_at, ended_at, bytes, dropped_bytes, last_event_id`
@@ -93,14 +94,15 @@ func (s *Store) AppendEvents(ctx context.Context, commandID string, events []rde
 		return 0, err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO command_events (command_id, id, type, data, meta, at) VALUES (?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO command_events (command_id, id, type, data, enc, size, meta, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return 0, err
 	}
 	defer stmt.Close()
 	for _, e := range events {
 		meta, _ := json.Marshal(eventMeta{ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason, PID: e.PID})
-		if _, err := stmt.ExecContext(ctx, commandID, e.ID, e.Type, e.Data, string(meta), micros(e.At)); err != nil {
+		data, enc := outbuf.Pack(e.Data)
+		if _, err := stmt.ExecContext(ctx, commandID, e.ID, e.Type, data, enc, len(e.Data), string(meta), micros(e.At)); err != nil {
 			return 0, err
 		}
 	}
@@ -111,7 +113,7 @@ func (s *Store) AppendEvents(ctx context.Context, commandID string, events []rde
 	}
 	var dropped int64
 	if maxBytes > 0 && stored > maxBytes {
-		rows, err := tx.QueryContext(ctx, `SELECT id, length(data) FROM command_events WHERE command_id = ? AND type IN ('stdout', 'stderr') ORDER BY id`, commandID)
+		rows, err := tx.QueryContext(ctx, `SELECT id, size FROM command_events WHERE command_id = ? AND type IN ('stdout', 'stderr') ORDER BY id`, commandID)
 		if err != nil {
 			return 0, err
 		}
@@ -144,7 +146,7 @@ func (s *Store) FinishCommand(ctx context.Context, c *rdev.Command) error {
 
 // ListEvents returns at most limit events after the id after.
 func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, limit int) ([]rdev.Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, type, data, meta, at FROM command_events WHERE command_id = ? AND id > ? ORDER BY id LIMIT ?`, commandID, after, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, type, data, enc, meta, at FROM command_events WHERE command_id = ? AND id > ? ORDER BY id LIMIT ?`, commandID, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -154,8 +156,12 @@ func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, l
 		var e rdev.Event
 		var meta string
 		var at int64
-		if err := rows.Scan(&e.ID, &e.Type, &e.Data, &meta, &at); err != nil {
+		var enc int
+		if err := rows.Scan(&e.ID, &e.Type, &e.Data, &enc, &meta, &at); err != nil {
 			return nil, err
+		}
+		if e.Data, err = outbuf.Unpack(e.Data, enc); err != nil {
+			return nil, fmt.Errorf("command %s event %d: %w", commandID, e.ID, err)
 		}
 		var m eventMeta
 		json.Unmarshal([]byte(meta), &m)

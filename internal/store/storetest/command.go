@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,35 @@ func testCommands(t *testing.T, open Opener) {
 		evs, _ := st.ListEvents(c, cmd.ID, 0, 100)
 		if len(evs) != 3 || evs[0].ID != 8 || string(evs[2].Data) != "000000010\n" {
 			t.Fatalf("kept %+v", evs)
+		}
+	})
+	t.Run("CompressibleOutputKeptExactlyAndBoundedByItsLength", func(t *testing.T) {
+		// Chunks are stored compressed when that pays; replay gives the
+		// bytes back and the bound counts them as the command wrote them.
+		st, s := setup(t)
+		c := ctx(t)
+		cmd := newCmd(s, t0)
+		must(t, st.CreateCommand(c, cmd))
+		chunk := func(i int64) string { return strings.Repeat(fmt.Sprintf("line of chunk %d\n", i), 400) }
+		size := int64(len(chunk(1)))
+		var total int64
+		for i := int64(1); i <= 5; i++ {
+			d, err := st.AppendEvents(c, cmd.ID, []rdev.Event{out(i, "stdout", chunk(i))}, size, 3*size)
+			must(t, err)
+			total += d
+		}
+		got, _ := st.GetCommand(c, s.ID, cmd.ID)
+		if got.Bytes != 5*size || got.DroppedBytes != 2*size || total != 2*size {
+			t.Fatalf("bytes %d dropped %d (returned %d), chunk %d", got.Bytes, got.DroppedBytes, total, size)
+		}
+		evs, _ := st.ListEvents(c, cmd.ID, 0, 100)
+		if len(evs) != 3 {
+			t.Fatalf("kept %d events", len(evs))
+		}
+		for i, e := range evs {
+			if e.ID != int64(i+3) || string(e.Data) != chunk(e.ID) {
+				t.Fatalf("event %d: id %d, %d bytes differ from what was written", i, e.ID, len(e.Data))
+			}
 		}
 	})
 	t.Run("LoseRunning", func(t *testing.T) {
