@@ -20,6 +20,7 @@ type pool struct {
 	size    int
 
 	mu      sync.Mutex
+	fills   sync.WaitGroup
 	filling bool
 	cancel  context.CancelFunc
 	ctx     context.Context
@@ -61,16 +62,18 @@ func (p *pool) take(dst string) bool {
 // fill makes checkouts until size are ready; one filler at a time.
 func (p *pool) fill() {
 	p.mu.Lock()
-	if p.filling || p.size <= 0 {
+	if p.filling || p.size <= 0 || p.ctx.Err() != nil {
 		p.mu.Unlock()
 		return
 	}
 	p.filling = true
+	p.fills.Add(1)
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
 		p.filling = false
 		p.mu.Unlock()
+		p.fills.Done()
 	}()
 	os.MkdirAll(p.dir, 0o700)
 	for len(p.ready()) < p.size && p.ctx.Err() == nil {
@@ -96,8 +99,14 @@ func (p *pool) fill() {
 	}
 }
 
-// stop ends filling.
-func (p *pool) stop() { p.cancel() }
+// stop ends filling and waits until the filler has cleaned up after
+// itself.
+func (p *pool) stop() {
+	p.cancel()
+	p.mu.Lock() // a fill that starts after this sees the cancelled context
+	p.mu.Unlock()
+	p.fills.Wait()
+}
 
 // WaitWarm waits until the project's pool holds at least n ready checkouts
 // (tests and benchmarks measure the warm path with it).

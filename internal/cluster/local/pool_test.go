@@ -31,7 +31,8 @@ func repoWithFiles(t testing.TB, repos, id string, n int) {
 	run(t, src, "checkout", "-q", "-b", "feature")
 	os.WriteFile(filepath.Join(src, "d000", "f00000.txt"), []byte("changed on feature\n"), 0o644)
 	run(t, src, "commit", "-q", "-am", "feature")
-	run(t, "", "clone", "-q", "--bare", src, filepath.Join(repos, id+".git"))
+	// As a push or an import leaves it: the objects in a pack.
+	run(t, "", "clone", "-q", "--bare", "--no-local", src, filepath.Join(repos, id+".git"))
 }
 
 func newLocal(t testing.TB, repos string, warm int) *local.Cluster {
