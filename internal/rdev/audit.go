@@ -42,6 +42,7 @@ type Store interface {
 	CheckoutStore
 	SessionStore
 	CommandStore
+	TaskStore
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

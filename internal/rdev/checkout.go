@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"regexp"
 	"strings"
 	"time"
@@ -80,36 +79,6 @@ func ValidateFeatureSlug(s string) error {
 	return nil
 }
 
-// Task is queued work claimed by a worker (the executor comes with the
-// tasks feature; check-in already stores review tasks).
-type Task struct {
-	ID          string          `json:"id"`
-	Kind        string          `json:"kind"`
-	ProjectID   string          `json:"project_id"`
-	Status      string          `json:"status"`
-	Payload     json.RawMessage `json:"payload"`
-	Attempts    int             `json:"attempts"`
-	MaxAttempts int             `json:"max_attempts"`
-	RunAfter    time.Time       `json:"run_after"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-}
-
-// Task kinds and the first status.
-const (
-	TaskKindReview = "review"
-	TaskQueued     = "queued"
-)
-
-// ReviewPayload is the payload of a review task.
-type ReviewPayload struct {
-	CheckoutID string `json:"checkout_id"`
-	SessionID  string `json:"session_id,omitempty"`
-	Branch     string `json:"branch"`
-	Commit     string `json:"commit"`
-	AutoMerge  bool   `json:"auto_merge"`
-}
-
 // CheckoutStore persists checkouts and the tasks their check-in queues.
 type CheckoutStore interface {
 	// CreateCheckout inserts c. ErrCheckoutExists when the branch has an
@@ -131,6 +100,4 @@ type CheckoutStore interface {
 	// ExpireCheckouts marks at most limit active checkouts whose expiry is
 	// at or before now as expired and returns them.
 	ExpireCheckouts(ctx context.Context, now time.Time, limit int) ([]*Checkout, error)
-	// GetTask returns a task. ErrNotFound.
-	GetTask(ctx context.Context, id string) (*Task, error)
 }

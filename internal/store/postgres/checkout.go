@@ -134,22 +134,6 @@ func (s *Store) ExpireCheckouts(ctx context.Context, now time.Time, limit int) (
 	return collect(rows, scanCheckout)
 }
 
-// GetTask returns a task, or rdev.ErrNotFound.
-func (s *Store) GetTask(ctx context.Context, id string) (*rdev.Task, error) {
-	var t rdev.Task
-	var payload []byte
-	err := s.pool.QueryRow(ctx, `SELECT id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at
-		FROM tasks WHERE id = $1`, id).Scan(&t.ID, &t.Kind, &t.ProjectID, &t.Status, &payload, &t.Attempts, &t.MaxAttempts, &t.RunAfter, &t.CreatedAt, &t.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, rdev.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	t.Payload = payload
-	t.RunAfter, t.CreatedAt, t.UpdatedAt = utc(t.RunAfter), utc(t.CreatedAt), utc(t.UpdatedAt)
-	return &t, nil
-}
 
 // insertTask stores task (when not nil) in tx and returns its id for a
 // nullable column.

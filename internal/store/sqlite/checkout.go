@@ -129,23 +129,6 @@ func (s *Store) ExpireCheckouts(ctx context.Context, now time.Time, limit int) (
 		RETURNING `+checkoutCols, []any{micros(now), micros(now), limit}, scanCheckout)
 }
 
-// GetTask returns a task, or rdev.ErrNotFound.
-func (s *Store) GetTask(ctx context.Context, id string) (*rdev.Task, error) {
-	var t rdev.Task
-	var payload string
-	var runAfter, created, updated int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, kind, project_id, status, payload, attempts, max_attempts, run_after, created_at, updated_at
-		FROM tasks WHERE id = ?`, id).Scan(&t.ID, &t.Kind, &t.ProjectID, &t.Status, &payload, &t.Attempts, &t.MaxAttempts, &runAfter, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, rdev.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	t.Payload = []byte(payload)
-	t.RunAfter, t.CreatedAt, t.UpdatedAt = fromMicros(runAfter), fromMicros(created), fromMicros(updated)
-	return &t, nil
-}
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)

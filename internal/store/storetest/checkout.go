@@ -93,7 +93,7 @@ func testCheckouts(t *testing.T, open Opener) {
 		_, err = s.EndCheckout(c, "api", co.ID, rdev.CheckoutCheckedIn, t0, nil)
 		wantErr(t, err, rdev.ErrCheckoutNotFound)
 		_, err = s.GetTask(c, "tmissing")
-		wantErr(t, err, rdev.ErrNotFound)
+		wantErr(t, err, rdev.ErrTaskNotFound)
 	})
 	t.Run("FailedTaskInsertEndsNothing", func(t *testing.T) {
 		s, c := setup(t), ctx(t)
@@ -155,7 +155,7 @@ func testCheckouts(t *testing.T, open Opener) {
 		_, err = s.CheckoutByID(c, co.ID)
 		wantErr(t, err, rdev.ErrCheckoutNotFound)
 		_, err = s.GetTask(c, task.ID)
-		wantErr(t, err, rdev.ErrNotFound)
+		wantErr(t, err, rdev.ErrTaskNotFound)
 	})
 	t.Run("FiftyConcurrentCheckoutsOfOneBranch", func(t *testing.T) {
 		s, c := setup(t), ctx(t)

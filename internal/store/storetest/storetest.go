@@ -26,6 +26,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Checkouts", func(t *testing.T) { testCheckouts(t, open) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
 	t.Run("Commands", func(t *testing.T) { testCommands(t, open) })
+	t.Run("Tasks", func(t *testing.T) { testTasks(t, open) })
 }
 
 var t0 = rdev.Timestamp(time.Date(2026, 11, 1, 12, 0, 0, 123456789, time.UTC))
