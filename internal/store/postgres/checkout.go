@@ -134,7 +134,6 @@ func (s *Store) ExpireCheckouts(ctx context.Context, now time.Time, limit int) (
 	return collect(rows, scanCheckout)
 }
 
-
 // insertTask stores task (when not nil) in tx and returns its id for a
 // nullable column.
 func insertTask(ctx context.Context, tx pgx.Tx, task *rdev.Task) (*string, error) {

@@ -129,7 +129,6 @@ func (s *Store) ExpireCheckouts(ctx context.Context, now time.Time, limit int) (
 		RETURNING `+checkoutCols, []any{micros(now), micros(now), limit}, scanCheckout)
 }
 
-
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }

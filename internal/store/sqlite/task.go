@@ -333,4 +333,3 @@ func nullJSON(b json.RawMessage) any {
 	}
 	return string(b)
 }
-
