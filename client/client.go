@@ -126,6 +126,9 @@ func (c *Client) doRaw(ctx context.Context, method, path string, query url.Value
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil // nothing to decode; out stays as it was
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err

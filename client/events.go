@@ -34,7 +34,12 @@ type Event struct {
 // each event. It returns the id of the last event read and nil once the exit
 // event was read, or an error (a dropped connection included).
 func (c *Client) FollowOnce(ctx context.Context, project, session, cmd string, after int64, fn func(Event) error) (int64, error) {
-	u := c.base + "/api/v1" + commandPath(project, session) + "/" + url.PathEscape(cmd) + "/events"
+	return c.followOnce(ctx, commandPath(project, session)+"/"+url.PathEscape(cmd)+"/events", after, fn)
+}
+
+// followOnce reads the event stream at path (under /api/v1) once.
+func (c *Client) followOnce(ctx context.Context, path string, after int64, fn func(Event) error) (int64, error) {
+	u := c.base + "/api/v1" + path
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return after, err
@@ -152,6 +157,17 @@ func decodeEvent(ev *Event, data string) error {
 // reconnecting with Last-Event-ID when the connection drops, so fn sees
 // every event once, in order. It returns the exit event.
 func (c *Client) Follow(ctx context.Context, project, session, cmd string, after int64, fn func(Event) error) (*Event, error) {
+	return c.follow(ctx, commandPath(project, session)+"/"+url.PathEscape(cmd)+"/events", after, fn)
+}
+
+// FollowTask reads a task's log from after until it finishes (its exit
+// event, whose Reason is the task's final status), reconnecting as Follow
+// does.
+func (c *Client) FollowTask(ctx context.Context, task string, after int64, fn func(Event) error) (*Event, error) {
+	return c.follow(ctx, "/tasks/"+url.PathEscape(task)+"/events", after, fn)
+}
+
+func (c *Client) follow(ctx context.Context, path string, after int64, fn func(Event) error) (*Event, error) {
 	var exit *Event
 	wrapped := func(e Event) error {
 		if e.Type == "exit" {
@@ -162,7 +178,7 @@ func (c *Client) Follow(ctx context.Context, project, session, cmd string, after
 	}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		last, err := c.FollowOnce(ctx, project, session, cmd, after, wrapped)
+		last, err := c.followOnce(ctx, path, after, wrapped)
 		if err == nil && exit != nil {
 			return exit, nil
 		}

@@ -152,23 +152,38 @@ func (s *Server) commandEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sid, cid := chi.URLParam(r, "sid"), chi.URLParam(r, "cmd")
-	after := int64(0)
+	after, err := lastEventID(r)
+	if err != nil {
+		s.respondError(w, r, err, "")
+		return
+	}
+	if _, err := s.svc.GetCommand(r.Context(), caller(r.Context()), id, sid, cid); err != nil {
+		s.respondError(w, r, err, "Failed to get command")
+		return
+	}
+	s.streamEvents(w, r, "command/"+cid, func(idle func() error, emit func(rdev.Event) error) error {
+		return s.svc.Follow(r.Context(), sid, cid, after, SSEKeepalive, idle, emit)
+	})
+}
+
+// lastEventID is where an event stream resumes: Last-Event-ID, or ?after=.
+func lastEventID(r *http.Request) (int64, error) {
 	for _, v := range []string{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("after")} {
 		if v == "" {
 			continue
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			s.respondError(w, r, rdev.Invalid("after", "Last-Event-ID and after must be a non-negative event id"), "")
-			return
+			return 0, rdev.Invalid("after", "Last-Event-ID and after must be a non-negative event id")
 		}
-		after = n
-		break
+		return n, nil
 	}
-	if _, err := s.svc.GetCommand(r.Context(), caller(r.Context()), id, sid, cid); err != nil {
-		s.respondError(w, r, err, "Failed to get command")
-		return
-	}
+	return 0, nil
+}
+
+// streamEvents answers with Server-Sent Events: one flush per event, a
+// keep-alive comment when idle, until follow returns.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, what string, follow func(idle func() error, emit func(rdev.Event) error) error) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -178,7 +193,7 @@ func (s *Server) commandEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
 	var buf []byte
-	err = s.svc.Follow(r.Context(), sid, cid, after, SSEKeepalive,
+	err := follow(
 		func() error {
 			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
 				return err
@@ -193,7 +208,7 @@ func (s *Server) commandEvents(w http.ResponseWriter, r *http.Request) {
 			return rc.Flush()
 		})
 	if err != nil && r.Context().Err() == nil {
-		s.log.WarnContext(r.Context(), "event stream ended", "command", cid, "err", err)
+		s.log.WarnContext(r.Context(), "event stream ended", "stream", what, "err", err)
 	}
 }
 
@@ -216,8 +231,9 @@ func appendSSE(b []byte, e rdev.Event) []byte {
 		}
 	case rdev.EventStart:
 		payload = struct {
-			PID int `json:"pid"`
-		}{e.PID}
+			PID     int    `json:"pid"`
+			Message string `json:"message,omitempty"`
+		}{e.PID, e.Reason}
 	case rdev.EventExit:
 		payload = struct {
 			ExitCode *int   `json:"exit_code"`

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"rdev.dev/rdev/client"
 	"rdev.dev/rdev/internal/httpapi"
@@ -217,6 +218,105 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	}
 	if es, _, err := c.ListAudit(ctx, client.AuditFilter{Target: "project/web"}); err != nil || len(es) < 3 {
 		t.Fatal(es, err)
+	}
+	// Workers and tasks: the checked-in checkout's review, and a task of a
+	// team's own kind.
+	wk, err := c.RegisterWorker(ctx, client.WorkerRequest{Name: "ci", Kinds: []string{"review", "lint"}, Capacity: 2})
+	if err != nil || !wk.Online {
+		t.Fatal(wk, err)
+	}
+	if _, err := c.RegisterWorker(ctx, client.WorkerRequest{Name: "bad", Kinds: []string{"Review"}, Capacity: 1}); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	if err := c.WorkerHeartbeat(ctx, wk.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetWorker(ctx, wk.ID); err != nil || got.Capacity != 2 {
+		t.Fatal(got, err)
+	}
+	if _, err := c.Claim(ctx, wk.ID, []string{"deploy"}, 0); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	// Two reviews are queued (the checkout's and the session's).
+	review, err := c.Claim(ctx, wk.ID, []string{"review"}, time.Second)
+	if err != nil || review == nil || review.Status != "claimed" {
+		t.Fatal(review, err)
+	}
+	other, err := c.Claim(ctx, wk.ID, []string{"review"}, time.Second)
+	if err != nil || other == nil {
+		t.Fatal(other, err)
+	}
+	if other.ID == res.ReviewTaskID {
+		review, other = other, review
+	}
+	if review.ID != res.ReviewTaskID {
+		t.Fatalf("claimed %s and %s, not the checkout's review %s", review.ID, other.ID, res.ReviewTaskID)
+	}
+	if _, err := c.CompleteTask(ctx, other.ID, wk.ID, client.ReviewResult{Verdict: "failed", Reason: "tests failed"}); err != nil {
+		t.Fatal(err)
+	}
+	if cancelled, err := c.HeartbeatTask(ctx, review.ID, wk.ID); err != nil || cancelled {
+		t.Fatal(cancelled, err)
+	}
+	if err := c.AppendTaskLog(ctx, review.ID, wk.ID, "stdout", []byte("ok\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CompleteTask(ctx, review.ID, "wother", client.ReviewResult{Verdict: "passed"}); client.ErrorCode(err) != "LEASE_NOT_HELD" {
+		t.Fatal(err)
+	}
+	if _, err := c.CompleteTask(ctx, review.ID, wk.ID, map[string]string{"verdict": "maybe"}); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	done, err := c.CompleteTask(ctx, review.ID, wk.ID, client.ReviewResult{Verdict: "passed"})
+	if err != nil || done.Status != "succeeded" || !strings.Contains(string(done.Result), `"merged":true`) {
+		t.Fatal(done, err)
+	}
+	if got, err := c.GetCheckout(ctx, "src", co.ID); err != nil || got.Review == nil || got.Review.Verdict != "passed" || !got.Review.Merged {
+		t.Fatal(got, err)
+	}
+	treq, _ := http.NewRequest("GET", h.srv.URL+"/api/v1/tasks/"+review.ID+"/events", nil)
+	treq.Header.Set("Authorization", "Bearer "+h.admin)
+	if tresp, err := hc.Do(treq); err != nil || tresp.StatusCode != 200 {
+		t.Fatal(tresp, err)
+	} else {
+		tresp.Body.Close()
+	}
+	lint, err := c.CreateTask(ctx, client.TaskRequest{Kind: "lint", ProjectID: "src", Payload: []byte(`{"path":"."}`), MaxAttempts: 2})
+	if err != nil || lint.Status != "queued" {
+		t.Fatal(lint, err)
+	}
+	if _, err := c.CreateTask(ctx, client.TaskRequest{Kind: "lint", ProjectID: "src", Payload: []byte(`[1]`)}); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err)
+	}
+	if got, err := c.Claim(ctx, wk.ID, nil, 0); err != nil || got == nil || got.ID != lint.ID {
+		t.Fatal(got, err)
+	}
+	if f, err := c.FailTask(ctx, lint.ID, wk.ID, "flaky", true); err != nil || f.Status != "queued" {
+		t.Fatal(f, err)
+	}
+	if none, err := c.Claim(ctx, wk.ID, nil, 0); err != nil || none != nil {
+		t.Fatalf("claimed during the backoff: %+v %v", none, err)
+	}
+	if x, err := c.CancelTask(ctx, lint.ID); err != nil || x.Status != "cancelled" {
+		t.Fatal(x, err)
+	}
+	if _, err := c.CancelTask(ctx, lint.ID); client.ErrorCode(err) != "TASK_FINISHED" {
+		t.Fatal(err)
+	}
+	if got, err := c.GetTask(ctx, lint.ID); err != nil || got.Attempts != 1 {
+		t.Fatal(got, err)
+	}
+	if _, err := c.GetTask(ctx, "tnope"); client.ErrorCode(err) != "NOT_FOUND" {
+		t.Fatal(err)
+	}
+	if ts, _, err := c.ListTasks(ctx, client.TaskFilter{Project: "src"}); err != nil || len(ts) < 3 {
+		t.Fatal(ts, err)
+	}
+	if pl, err := c.Pool(ctx); err != nil || pl.WorkersOnline != 1 || pl.Capacity != 2 {
+		t.Fatal(pl, err)
+	}
+	if err := c.DeregisterWorker(ctx, wk.ID); err != nil {
+		t.Fatal(err)
 	}
 	// Unauthenticated and operational routes.
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/projects"} {

@@ -30,9 +30,12 @@ var (
 	specAdmin         = []rdev.Scope{rdev.ScopeAdmin}
 	specSessionsRead  = []rdev.Scope{rdev.ScopeSessionsRead, rdev.ScopeProjectsRead, rdev.ScopeAdmin}
 	specSessionsAct   = []rdev.Scope{rdev.ScopeSessionsExecute, rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
-	// Git reads: any key with a project scope (SPEC §5 Git); pushes are
-	// decided per ref by the git host.
-	specGit = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeProjectsWrite, rdev.ScopeProjectsExecute, rdev.ScopeAdmin}
+	specWorkersRead   = []rdev.Scope{rdev.ScopeWorkersRead, rdev.ScopeAdmin}
+	specWorkersAct    = []rdev.Scope{rdev.ScopeWorkersExecute, rdev.ScopeAdmin}
+	// Git reads: any key with a project scope (SPEC §5 Git), and workers,
+	// which fetch the branches they review; pushes are decided per ref by
+	// the git host.
+	specGit = []rdev.Scope{rdev.ScopeProjectsRead, rdev.ScopeProjectsWrite, rdev.ScopeProjectsExecute, rdev.ScopeWorkersExecute, rdev.ScopeAdmin}
 )
 
 var specPolicy = map[string]policy{
@@ -78,6 +81,22 @@ var specPolicy = map[string]policy{
 
 	"GET /git/{repo}/*":  {scopes: specGit, project: true, git: true},
 	"POST /git/{repo}/*": {scopes: specGit, project: true, git: true},
+
+	"GET /api/v1/workers/pool":             {scopes: specWorkersRead},
+	"POST /api/v1/workers":                 {scopes: specWorkersAct},
+	"GET /api/v1/workers/{wid}":            {scopes: specWorkersRead},
+	"POST /api/v1/workers/{wid}/heartbeat": {scopes: specWorkersAct},
+	"DELETE /api/v1/workers/{wid}":         {scopes: specWorkersAct},
+	"POST /api/v1/tasks":                   {scopes: specWorkersAct},
+	"GET /api/v1/tasks":                    {scopes: specWorkersRead},
+	"POST /api/v1/tasks/claim":             {scopes: specWorkersAct},
+	"GET /api/v1/tasks/{tid}":              {scopes: specWorkersRead},
+	"POST /api/v1/tasks/{tid}/heartbeat":   {scopes: specWorkersAct},
+	"POST /api/v1/tasks/{tid}/complete":    {scopes: specWorkersAct},
+	"POST /api/v1/tasks/{tid}/fail":        {scopes: specWorkersAct},
+	"POST /api/v1/tasks/{tid}/cancel":      {scopes: specWorkersAct},
+	"POST /api/v1/tasks/{tid}/log":         {scopes: specWorkersAct},
+	"GET /api/v1/tasks/{tid}/events":       {scopes: specWorkersRead},
 
 	"POST /api/v1/keys":        {scopes: specAdmin},
 	"GET /api/v1/keys":         {scopes: specAdmin},

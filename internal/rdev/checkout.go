@@ -40,7 +40,9 @@ type Checkout struct {
 	ExpiresAt    time.Time      `json:"expires_at"`
 	EndedAt      *time.Time     `json:"ended_at,omitempty"`
 	ReviewTaskID string         `json:"review_task_id,omitempty"`
-	TokenHash    string         `json:"-"`
+	// Review is filled in on reads once a review was queued.
+	Review    *ReviewSummary `json:"review,omitempty"`
+	TokenHash string         `json:"-"`
 }
 
 // Usable reports whether the checkout's token works at now.

@@ -47,6 +47,8 @@ type Session struct {
 	LastActiveAt time.Time     `json:"last_active_at"`
 	EndedAt      *time.Time    `json:"ended_at,omitempty"`
 	ReviewTaskID string        `json:"review_task_id,omitempty"`
+	// Review is filled in on reads once a review was queued.
+	Review *ReviewSummary `json:"review,omitempty"`
 }
 
 // SessionStore persists sessions.

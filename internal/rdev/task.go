@@ -89,6 +89,30 @@ type ReviewResult struct {
 	Conflicts []string `json:"conflicts,omitempty"`
 }
 
+// ReviewSummary is how a checkout or session shows its review.
+type ReviewSummary struct {
+	TaskID    string   `json:"task_id"`
+	Status    string   `json:"status"`
+	Verdict   string   `json:"verdict,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Merged    bool     `json:"merged,omitempty"`
+	Commit    string   `json:"merged_commit,omitempty"`
+	Conflicts []string `json:"conflicts,omitempty"`
+}
+
+// Summary returns the review summary of a review task.
+func (t *Task) Summary() *ReviewSummary {
+	rs := &ReviewSummary{TaskID: t.ID, Status: t.Status}
+	var r ReviewResult
+	if len(t.Result) > 0 && json.Unmarshal(t.Result, &r) == nil {
+		rs.Verdict, rs.Reason, rs.Merged, rs.Commit, rs.Conflicts = r.Verdict, r.Reason, r.Merged, r.Commit, r.Conflicts
+	}
+	if rs.Reason == "" && t.Error != "" {
+		rs.Reason = t.Error
+	}
+	return rs
+}
+
 // Worker is a process that claims tasks: built into the server or external.
 type Worker struct {
 	ID          string    `json:"id"`

@@ -154,7 +154,24 @@ func (s *Service) GetCheckout(ctx context.Context, caller *rdev.APIKey, projectI
 	if _, err := s.GetProject(ctx, caller, projectID); err != nil {
 		return nil, err
 	}
-	return s.store.GetCheckout(ctx, projectID, id)
+	c, err := s.store.GetCheckout(ctx, projectID, id)
+	if err != nil {
+		return nil, err
+	}
+	c.Review = s.reviewSummary(ctx, c.ReviewTaskID)
+	return c, nil
+}
+
+// reviewSummary describes the review task id (nil when there is none).
+func (s *Service) reviewSummary(ctx context.Context, id string) *rdev.ReviewSummary {
+	if id == "" {
+		return nil
+	}
+	t, err := s.store.GetTask(ctx, id)
+	if err != nil {
+		return nil
+	}
+	return t.Summary()
 }
 
 // ListCheckouts returns a page of a project's checkouts.
@@ -205,11 +222,16 @@ func (s *Service) CheckinCheckout(ctx context.Context, caller *rdev.APIKey, proj
 		} else if err != nil {
 			return nil, err
 		}
-		task = newReviewTask(projectID, rdev.ReviewPayload{CheckoutID: c.ID, Branch: c.Branch, Commit: commit, AutoMerge: r.AutoMerge}, now)
+		if task, err = s.newReviewTask(ctx, projectID, rdev.ReviewPayload{CheckoutID: c.ID, Branch: c.Branch, Commit: commit, AutoMerge: r.AutoMerge}, now); err != nil {
+			return nil, err
+		}
 	}
 	ended, err := s.store.EndCheckout(ctx, projectID, id, rdev.CheckoutCheckedIn, now, task)
 	if err != nil {
 		return nil, err
+	}
+	if task != nil {
+		s.TaskQueued()
 	}
 	res := &CheckinResult{CheckoutID: ended.ID, Status: ended.Status, Message: MsgCheckinNoReview}
 	if task != nil {
@@ -255,7 +277,8 @@ func (s *Service) GitAccess(ctx context.Context, credential, projectID string) (
 	switch {
 	case k.HasScope(rdev.ScopeProjectsWrite):
 		acc.Push = true
-	case k.HasScope(rdev.ScopeProjectsRead, rdev.ScopeProjectsExecute):
+	case k.HasScope(rdev.ScopeProjectsRead, rdev.ScopeProjectsExecute, rdev.ScopeWorkersExecute):
+		// Workers fetch the branches they review.
 		acc.Reason = "rdev: this API key may clone and fetch but not push (pushing needs projects:write, or a checkout token for one branch)"
 	default:
 		return githost.Access{}, rdev.ErrForbidden
@@ -269,11 +292,17 @@ func (s *Service) GitAccess(ctx context.Context, credential, projectID string) (
 	return acc, nil
 }
 
-// newReviewTask is a queued review task for payload.
-func newReviewTask(projectID string, payload rdev.ReviewPayload, now time.Time) *rdev.Task {
+// newReviewTask is a queued review task for payload, which gets the
+// project's default branch and review command as they are now.
+func (s *Service) newReviewTask(ctx context.Context, projectID string, payload rdev.ReviewPayload, now time.Time) (*rdev.Task, error) {
+	p, err := s.store.GetProject(ctx, projectID)
+	if err != nil {
+		return nil, err
+	}
+	payload.DefaultBranch, payload.ReviewCommand = p.DefaultBranch, p.ReviewCommand
 	b, _ := json.Marshal(payload)
 	return &rdev.Task{ID: rdev.NewID("t"), Kind: rdev.TaskKindReview, ProjectID: projectID, Status: rdev.TaskQueued,
-		Payload: b, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}
+		Payload: b, MaxAttempts: 3, RunAfter: now, CreatedAt: now, UpdatedAt: now}, nil
 }
 
 // resolveBranch decides the branch a checkout (or session) takes and the

@@ -30,6 +30,30 @@ type Config struct {
 	OutputLimit int64
 	// PreviewSecret signs preview links (shared by replicas).
 	PreviewSecret []byte
+	// TaskLease is how long a claim lasts without a heartbeat (30 s).
+	TaskLease time.Duration
+	// WorkerTimeout is how long a worker counts as online after its last
+	// heartbeat (30 s).
+	WorkerTimeout time.Duration
+	// ClaimPoll is how often a waiting claim looks at the store for tasks
+	// queued by other replicas or whose backoff ended (1 s).
+	ClaimPoll time.Duration
+	// RetryBackoff is the first retry delay of a failed task, doubled at
+	// each attempt (1 s).
+	RetryBackoff time.Duration
+}
+
+// taskConfig is the task queue's timing.
+type taskConfig struct {
+	lease, workerTimeout, poll, backoff time.Duration
+	wake                                *taskWake
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Service carries what the use cases need.
@@ -47,6 +71,7 @@ type Service struct {
 	hub           *hub
 	previewSecret []byte
 	auth          *authCache
+	tasks         taskConfig
 }
 
 // New returns a Service.
@@ -57,7 +82,9 @@ func New(c Config) *Service {
 	return &Service{store: c.Store, git: c.Git, cluster: c.Cluster, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
 		previewDomain: c.PreviewDomain, outputLimit: c.OutputLimit, hub: &hub{runs: map[string]*run{}},
 		previewSecret: c.PreviewSecret,
-		keys:          newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}}}
+		keys:          newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}},
+		tasks: taskConfig{lease: orDefault(c.TaskLease, DefaultTaskLease), workerTimeout: orDefault(c.WorkerTimeout, DefaultWorkerTimeout),
+			poll: orDefault(c.ClaimPoll, DefaultClaimPoll), backoff: orDefault(c.RetryBackoff, DefaultRetryBackoff), wake: newTaskWake()}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }

@@ -155,7 +155,12 @@ func (s *Service) GetSession(ctx context.Context, caller *rdev.APIKey, projectID
 	if _, err := s.GetProject(ctx, caller, projectID); err != nil {
 		return nil, err
 	}
-	return s.store.GetSession(ctx, projectID, id)
+	sess, err := s.store.GetSession(ctx, projectID, id)
+	if err != nil {
+		return nil, err
+	}
+	sess.Review = s.reviewSummary(ctx, sess.ReviewTaskID)
+	return sess, nil
 }
 
 // ListSessions returns a page of a project's sessions.
@@ -203,11 +208,16 @@ func (s *Service) CheckinSession(ctx context.Context, caller *rdev.APIKey, proje
 			return nil, err
 		}
 		now := s.clock()
-		task = newReviewTask(projectID, rdev.ReviewPayload{CheckoutID: co.ID, SessionID: id, Branch: co.Branch, Commit: commit, AutoMerge: r.AutoMerge}, now)
+		if task, err = s.newReviewTask(ctx, projectID, rdev.ReviewPayload{CheckoutID: co.ID, SessionID: id, Branch: co.Branch, Commit: commit, AutoMerge: r.AutoMerge}, now); err != nil {
+			return nil, err
+		}
 	}
 	ended, err := s.endSession(ctx, projectID, id, rdev.SessionEnded, task)
 	if err != nil {
 		return nil, err
+	}
+	if task != nil {
+		s.TaskQueued()
 	}
 	res := &SessionEnd{SessionID: ended.ID, Status: ended.Status, Message: MsgSessionEnded}
 	if task != nil {
