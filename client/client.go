@@ -61,6 +61,29 @@ type Error struct {
 	RequestID string
 }
 
+// BaseURL is the server's URL the client talks to.
+func (c *Client) BaseURL() string { return c.base }
+
+// GitAuthEnv is the environment that makes git send the client's API key
+// to rdev's git host (as GIT_CONFIG_* variables, so it is neither on a
+// command line nor written into a repository's config).
+func (c *Client) GitAuthEnv() []string {
+	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Bearer " + c.token}
+}
+
+// Is lets errors.Is match the API's conflicts on tasks with the domain's
+// errors: rdev.ErrLeaseNotHeld (LEASE_NOT_HELD) and rdev.ErrTaskFinished
+// (TASK_FINISHED).
+func (e *Error) Is(target error) bool {
+	switch target {
+	case rdev.ErrLeaseNotHeld:
+		return e.Code == "LEASE_NOT_HELD"
+	case rdev.ErrTaskFinished:
+		return e.Code == "TASK_FINISHED"
+	}
+	return false
+}
+
 func (e *Error) Error() string {
 	s := fmt.Sprintf("%s (%d %s", e.Message, e.Status, e.Code)
 	if e.RequestID != "" {

@@ -27,6 +27,7 @@ import (
 	"rdev.dev/rdev/internal/service"
 	"rdev.dev/rdev/internal/store/postgres"
 	"rdev.dev/rdev/internal/store/sqlite"
+	"rdev.dev/rdev/internal/worker"
 )
 
 const defaultAddr = "127.0.0.1:7420"
@@ -46,6 +47,10 @@ type ServeConfig struct {
 	IdleTimeout     time.Duration
 	Sandbox         string
 	WarmWorkspaces  int
+	ReviewWorkers   int
+	ReviewTimeout   time.Duration
+	TaskLease       time.Duration
+	ReaperInterval  time.Duration
 }
 
 func newServe(env Env) *cobra.Command {
@@ -84,6 +89,10 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.IntVar(&c.WarmWorkspaces, "warm-workspaces", 2, "ready checkouts of the default branch each running project keeps for new sessions")
 	f.DurationVar(&c.IdleTimeout, "session-idle-timeout", 2*time.Hour, "end sessions idle this long (no API call, command output or preview traffic); 0 disables")
 	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts and sessions are cleaned up")
+	f.IntVar(&c.ReviewWorkers, "review-workers", 2, "reviews the server runs at a time with its built-in worker; 0 leaves reviews to external workers (rdev worker)")
+	f.DurationVar(&c.ReviewTimeout, "review-timeout", worker.DefaultReviewTimeout, "how long a project's review command may run")
+	f.DurationVar(&c.TaskLease, "task-lease", service.DefaultTaskLease, "how long a claimed task stays a worker's without a heartbeat")
+	f.DurationVar(&c.ReaperInterval, "reaper-interval", 5*time.Second, "how often tasks whose lease lapsed are re-queued")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -210,7 +219,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return err
 	}
 	svc := service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
-		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret})
+		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease})
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)
 	}
@@ -235,6 +244,20 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	}
 	go (&loop.CheckoutCleanup{Store: store, Now: time.Now, Log: log}).Run(loops, c.CleanupInterval)
 	go (&loop.SessionCleanup{Sessions: svc, Now: time.Now, Idle: c.IdleTimeout, Log: log}).Run(loops, c.CleanupInterval)
+	if c.ReaperInterval <= 0 {
+		return errors.New("--reaper-interval must be positive")
+	}
+	go (&loop.TaskReaper{Tasks: svc, Now: time.Now, Log: log}).Run(loops, c.ReaperInterval)
+	if c.ReviewWorkers < 0 || c.ReviewWorkers > 1024 {
+		return errors.New("--review-workers must be between 0 and 1024")
+	}
+	if c.ReviewWorkers > 0 {
+		stop, err := startReviewWorkers(loops, svc, git, pods, c, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -255,6 +278,53 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startReviewWorkers registers the built-in review worker and runs it;
+// stop waits for its reviews to stop and removes it from the pool.
+func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.Host, pods *local.Cluster, c ServeConfig, log *slog.Logger) (func(), error) {
+	dir := filepath.Join(c.Data, "reviews")
+	os.RemoveAll(dir) // workspaces of reviews cut short by a crash
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	w, err := svc.RegisterWorker(ctx, nil, service.WorkerRequest{Name: "built-in@" + host, Kinds: []string{rdev.TaskKindReview}, Capacity: c.ReviewWorkers}, true)
+	if err != nil {
+		return nil, fmt.Errorf("register the built-in review worker: %w", err)
+	}
+	review := &worker.Review{
+		Checkout: func(ctx context.Context, project, commit, dir string) error {
+			return worker.GitCheckout(ctx, git.Path(project), commit, dir, true)
+		},
+		Sandbox: pods.Sandboxed,
+		Dir:     dir,
+		Timeout: c.ReviewTimeout,
+		Env:     withoutRdevVars(os.Environ()),
+	}
+	r := &worker.Runner{API: service.LocalWorkers{S: svc}, WorkerID: w.ID, Capacity: c.ReviewWorkers, Log: log,
+		Handlers: map[string]worker.Handler{rdev.TaskKindReview: review.Handle}}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(rctx); close(done) }()
+	log.Info("built-in review worker", "worker", w.ID, "capacity", c.ReviewWorkers)
+	return func() {
+		cancel()
+		<-done
+		svc.DeregisterWorker(context.WithoutCancel(ctx), w.ID)
+	}, nil
+}
+
+// withoutRdevVars drops RDEV_* variables (the admin token among them) from
+// an environment handed to project code.
+func withoutRdevVars(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "RDEV_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // initAdmin seeds RDEV_ADMIN_TOKEN, or on first start creates an admin key

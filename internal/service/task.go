@@ -515,8 +515,8 @@ func (s *Service) CancelTask(ctx context.Context, caller *rdev.APIKey, id string
 
 // ReapTasks re-queues tasks whose lease lapsed (or buries them past their
 // attempt limit); the reaper loop calls it.
-func (s *Service) ReapTasks(ctx context.Context, limit int) ([]*rdev.Task, error) {
-	ts, err := s.store.ReapTasks(ctx, s.clock(), limit)
+func (s *Service) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*rdev.Task, error) {
+	ts, err := s.store.ReapTasks(ctx, rdev.Timestamp(now), limit)
 	if err != nil {
 		return nil, err
 	}

@@ -84,3 +84,10 @@ func mustAbs(p string) string {
 	}
 	return p
 }
+
+// Sandboxed wraps argv to run as a project's commands do (in bubblewrap
+// when the cluster uses it): dir read-write, the project's repository
+// read-only, rdev's data directory hidden. Review workers use it.
+func (c *Cluster) Sandboxed(argv []string, projectID, dir string) []string {
+	return c.wrap(argv, projectID, dir, dir)
+}
