@@ -12,7 +12,6 @@ import (
 	"rdev.dev/rdev/internal/rdev"
 )
 
-
 func TestTaskReaper(t *testing.T) {
 	for name, st := range stores(t) {
 		t.Run(name, func(t *testing.T) {
