@@ -51,6 +51,7 @@ type ServeConfig struct {
 	ReviewTimeout   time.Duration
 	TaskLease       time.Duration
 	ReaperInterval  time.Duration
+	WorkerTimeout   time.Duration
 }
 
 func newServe(env Env) *cobra.Command {
@@ -92,6 +93,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.IntVar(&c.ReviewWorkers, "review-workers", 2, "reviews the server runs at a time with its built-in worker; 0 leaves reviews to external workers (rdev worker)")
 	f.DurationVar(&c.ReviewTimeout, "review-timeout", worker.DefaultReviewTimeout, "how long a project's review command may run")
 	f.DurationVar(&c.TaskLease, "task-lease", service.DefaultTaskLease, "how long a claimed task stays a worker's without a heartbeat")
+	f.DurationVar(&c.WorkerTimeout, "worker-timeout", service.DefaultWorkerTimeout, "how long a worker counts as online after its last heartbeat")
 	f.DurationVar(&c.ReaperInterval, "reaper-interval", 5*time.Second, "how often tasks whose lease lapsed are re-queued")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
@@ -219,7 +221,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return err
 	}
 	svc := service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
-		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease})
+		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease, WorkerTimeout: c.WorkerTimeout})
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)
 	}
