@@ -97,6 +97,13 @@ type response struct {
 	}
 }
 
+// with returns the harness reporting to t (a fuzz target's own t).
+func (h *harness) with(t testing.TB) *harness {
+	c := *h
+	c.t = t
+	return &c
+}
+
 // do sends a request; body may be nil, a string or []byte (sent as is), or a
 // value encoded as JSON.
 func (h *harness) do(method, path, token string, body any) *response {
@@ -141,7 +148,7 @@ func (h *harness) do(method, path, token string, body any) *response {
 	return r
 }
 
-func (r *response) want(t *testing.T, status int, code string) {
+func (r *response) want(t testing.TB, status int, code string) {
 	t.Helper()
 	if r.Status != status || r.Error.Code != code {
 		t.Fatalf("got %d %q (%s), want %d %q", r.Status, r.Error.Code, r.Body, status, code)

@@ -190,13 +190,13 @@ type TaskStore interface {
 	// ReapTasks re-queues at most limit claimed tasks whose lease ended at
 	// or before now, or marks them dead past their attempt limit.
 	ReapTasks(ctx context.Context, now time.Time, limit int) ([]*Task, error)
-	// AppendTaskLog stores log events of a task (ids given by the caller,
-	// after the stored ones).
+	// AppendTaskLog stores log events of a task, numbered after the stored
+	// ones (their ID fields are ignored). ErrTaskNotFound.
 	AppendTaskLog(ctx context.Context, taskID string, events []Event) error
-	// ListTaskLog returns at most limit log events after the id after.
-	ListTaskLog(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
 	// LastTaskLogID returns the id of the task's newest log event (0).
 	LastTaskLogID(ctx context.Context, taskID string) (int64, error)
+	// ListTaskLog returns at most limit log events after the id after.
+	ListTaskLog(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
 
 	// RegisterWorker inserts a worker.
 	RegisterWorker(ctx context.Context, w *Worker) error

@@ -34,11 +34,10 @@ type taskWake struct {
 	mu     sync.Mutex
 	queued chan struct{}            // closed when a task is queued
 	logs   map[string]chan struct{} // per task: closed on new log events
-	seq    map[string]*sync.Mutex   // per task: serializes log appends
 }
 
 func newTaskWake() *taskWake {
-	return &taskWake{queued: make(chan struct{}), logs: map[string]chan struct{}{}, seq: map[string]*sync.Mutex{}}
+	return &taskWake{queued: make(chan struct{}), logs: map[string]chan struct{}{}}
 }
 
 func (w *taskWake) queuedChan() <-chan struct{} {
@@ -65,28 +64,13 @@ func (w *taskWake) logChan(id string) <-chan struct{} {
 	return ch
 }
 
-func (w *taskWake) logged(id string, final bool) {
+func (w *taskWake) logged(id string) {
 	w.mu.Lock()
 	if ch, ok := w.logs[id]; ok {
 		close(ch)
 		delete(w.logs, id)
 	}
-	if final {
-		delete(w.seq, id)
-	}
 	w.mu.Unlock()
-}
-
-func (w *taskWake) lock(id string) func() {
-	w.mu.Lock()
-	m, ok := w.seq[id]
-	if !ok {
-		m = &sync.Mutex{}
-		w.seq[id] = m
-	}
-	w.mu.Unlock()
-	m.Lock()
-	return m.Unlock
 }
 
 // WorkerRequest registers a worker.
@@ -308,17 +292,18 @@ func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest
 			return nil, rdev.Invalid(fmt.Sprintf("kinds[%d]", i), "worker %s was registered for %s, not %q", w.ID, strings.Join(w.Kinds, ", "), k)
 		}
 	}
-	if _, err := s.store.HeartbeatWorker(ctx, w.ID, s.clock()); err != nil {
-		return nil, err
+	// A claim shows the worker alive; the record is rewritten only when
+	// its heartbeat is a third of the way to going stale.
+	if s.clock().Sub(w.HeartbeatAt) > s.tasks.workerTimeout/3 {
+		if _, err := s.store.HeartbeatWorker(ctx, w.ID, s.clock()); err != nil {
+			return nil, err
+		}
 	}
 	deadline := time.Now().Add(time.Duration(r.Wait * float64(time.Second)))
 	for {
 		wake := s.tasks.wake.queuedChan()
 		t, err := s.store.ClaimTask(ctx, rdev.Claim{WorkerID: w.ID, Kinds: kinds, Now: s.clock(), Lease: s.tasks.lease})
 		if err != nil || t != nil {
-			if t != nil {
-				s.appendTaskEvent(ctx, t.ID, rdev.Event{Type: rdev.EventStart, Reason: fmt.Sprintf("attempt %d of %d, worker %s", t.Attempts, t.MaxAttempts, w.Name)})
-			}
 			return t, err
 		}
 		left := time.Until(deadline)
@@ -400,7 +385,6 @@ func (s *Service) CompleteTask(ctx context.Context, id string, r CompleteRequest
 		return nil, rdev.ErrLeaseNotHeld
 	}
 	result := compactJSON(r.Result)
-	var exitCode *int
 	if t.Kind == rdev.TaskKindReview {
 		var rr rdev.ReviewResult
 		if err := json.Unmarshal(r.Result, &rr); err != nil {
@@ -416,13 +400,12 @@ func (s *Service) CompleteTask(ctx context.Context, id string, r CompleteRequest
 			}
 		}
 		result, _ = json.Marshal(rr)
-		exitCode = rr.ExitCode
 	}
 	done, err := s.store.CompleteTask(ctx, id, r.WorkerID, result, s.clock())
 	if err != nil {
 		return nil, err
 	}
-	s.finishTaskLog(ctx, done, exitCode)
+	s.tasks.wake.logged(id)
 	return done, nil
 }
 
@@ -492,7 +475,7 @@ func (s *Service) FailTask(ctx context.Context, id string, r FailRequest) (*rdev
 		return nil, err
 	}
 	if done.Finished() {
-		s.finishTaskLog(ctx, done, nil)
+		s.tasks.wake.logged(id)
 	} else {
 		s.appendTaskEvent(ctx, id, rdev.Event{Type: rdev.EventStderr, Data: []byte(fmt.Sprintf("rdev: attempt %d failed (%s); retrying after %s\n", done.Attempts, r.Error, backoff))})
 	}
@@ -509,7 +492,7 @@ func (s *Service) CancelTask(ctx context.Context, caller *rdev.APIKey, id string
 	if err != nil {
 		return nil, err
 	}
-	s.finishTaskLog(ctx, t, nil)
+	s.tasks.wake.logged(id)
 	return t, nil
 }
 
@@ -523,7 +506,7 @@ func (s *Service) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*r
 	requeued := false
 	for _, t := range ts {
 		if t.Finished() {
-			s.finishTaskLog(ctx, t, nil)
+			s.tasks.wake.logged(t.ID)
 			continue
 		}
 		requeued = true
@@ -556,31 +539,23 @@ func (s *Service) AppendTaskLog(ctx context.Context, id, workerID, stream string
 	return s.appendTaskEvent(ctx, id, rdev.Event{Type: stream, Data: data})
 }
 
-// appendTaskEvent stores one log event with the next id.
+// appendTaskEvent stores one log event (the store numbers it) and wakes
+// the task's followers in this process.
 func (s *Service) appendTaskEvent(ctx context.Context, id string, e rdev.Event) error {
-	unlock := s.tasks.wake.lock(id)
-	defer unlock()
-	last, err := s.store.LastTaskLogID(ctx, id)
-	if err != nil {
-		return err
-	}
-	e.ID, e.At = last+1, s.clock()
-	err = s.store.AppendTaskLog(ctx, id, []rdev.Event{e})
+	e.At = s.clock()
+	err := s.store.AppendTaskLog(ctx, id, []rdev.Event{e})
 	if err != nil {
 		s.log.Warn("task log", "task", id, "err", err)
 	}
-	s.tasks.wake.logged(id, e.Type == rdev.EventExit)
+	s.tasks.wake.logged(id)
 	return err
 }
 
-// finishTaskLog ends a finished task's log with an exit event whose reason
-// is the task's status.
-func (s *Service) finishTaskLog(ctx context.Context, t *rdev.Task, code *int) {
-	s.appendTaskEvent(ctx, t.ID, rdev.Event{Type: rdev.EventExit, ExitCode: code, Reason: t.Status})
-}
-
-// FollowTaskLog streams a task's log from after, as FollowCommand does for
-// a command: it returns after the exit event (the task finished).
+// FollowTaskLog streams a task's log from after, as Follow does for a
+// command, and ends with an exit event once the task has finished. That
+// event is not stored: its reason is the task's final status and its id
+// follows the last stored event (nothing is appended to a finished task's
+// log), so a replay gives the same one.
 func (s *Service) FollowTaskLog(ctx context.Context, caller *rdev.APIKey, id string, after int64, keepalive time.Duration, idle func() error, emit func(rdev.Event) error) error {
 	if _, err := s.GetTask(ctx, caller, id); err != nil {
 		return err
@@ -589,6 +564,11 @@ func (s *Service) FollowTaskLog(ctx context.Context, caller *rdev.APIKey, id str
 	defer tick.Stop()
 	for {
 		wake := s.tasks.wake.logChan(id)
+		// Read the status first: a task finished by then has all its log.
+		t, err := s.store.GetTask(ctx, id)
+		if err != nil {
+			return err
+		}
 		evs, err := s.store.ListTaskLog(ctx, id, after, 256)
 		if err != nil {
 			return err
@@ -598,12 +578,23 @@ func (s *Service) FollowTaskLog(ctx context.Context, caller *rdev.APIKey, id str
 				return err
 			}
 			after = e.ID
-			if e.Type == rdev.EventExit {
-				return nil
-			}
 		}
 		if len(evs) == 256 {
 			continue
+		}
+		if t.Finished() {
+			last, err := s.store.LastTaskLogID(ctx, id)
+			if err != nil {
+				return err
+			}
+			if after > last {
+				return nil // the follower already has the exit event
+			}
+			at := t.UpdatedAt
+			if t.EndedAt != nil {
+				at = *t.EndedAt
+			}
+			return emit(rdev.Event{ID: last + 1, Type: rdev.EventExit, Reason: t.Status, At: at})
 		}
 		// Other replicas' appends are found by polling.
 		poll := time.NewTimer(250 * time.Millisecond)

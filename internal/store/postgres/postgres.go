@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,10 +35,20 @@ var _ rdev.Store = (*Store)(nil)
 // Open connects to the database at url (a postgres:// URL; a search_path
 // query parameter selects a schema) and applies pending migrations. A failed
 // migration is returned naming its version.
+// DefaultMaxConns is the connection pool size unless the URL sets
+// pool_max_conns.
+const DefaultMaxConns = 32
+
 func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: invalid database URL: %w", err)
+	}
+	// pgx's default pool is the number of CPUs (at least 4), too few for
+	// workers that claim concurrently and streams that each hold a
+	// connection briefly; a URL's pool_max_conns still decides.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -117,14 +117,26 @@ func (s *Store) ClaimTask(ctx context.Context, c rdev.Claim) (*rdev.Task, error)
 // held runs an update of a task the worker holds; when it matches no row
 // it tells why.
 func (s *Store) held(ctx context.Context, id, q string, args ...any) (*rdev.Task, error) {
-	t, err := oneTask(ctx, s.pool, q, args...)
-	if err != nil || t != nil {
-		return t, err
+	ts, err := s.finishing(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == 1 {
+		return ts[0], nil
 	}
 	if _, err := s.GetTask(ctx, id); err != nil {
 		return nil, err
 	}
 	return nil, rdev.ErrLeaseNotHeld
+}
+
+// finishing runs an update of tasks that returns their columns.
+func (s *Store) finishing(ctx context.Context, q string, args ...any) ([]*rdev.Task, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanTask)
 }
 
 // HeartbeatTask extends the lease of a task the worker holds.
@@ -159,10 +171,13 @@ func (s *Store) FailTask(ctx context.Context, id, workerID, msg string, retry bo
 
 // CancelTask cancels a queued or claimed task.
 func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (*rdev.Task, error) {
-	t, err := oneTask(ctx, s.pool, `UPDATE tasks SET status = 'cancelled', updated_at = $1, ended_at = $1
+	ts, err := s.finishing(ctx, `UPDATE tasks SET status = 'cancelled', updated_at = $1, ended_at = $1
 		WHERE id = $2 AND status IN ('queued', 'claimed') RETURNING `+taskCols, now, id)
-	if err != nil || t != nil {
-		return t, err
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == 1 {
+		return ts[0], nil
 	}
 	if _, err := s.GetTask(ctx, id); err != nil {
 		return nil, err
@@ -172,7 +187,7 @@ func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (*rdev
 
 // ReapTasks re-queues claimed tasks whose lease lapsed, or marks them dead.
 func (s *Store) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*rdev.Task, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE tasks SET
+	return s.finishing(ctx, `UPDATE tasks SET
 			status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
 			lease_owner = CASE WHEN attempts < max_attempts THEN NULL ELSE lease_owner END,
 			lease_expires_at = CASE WHEN attempts < max_attempts THEN NULL ELSE lease_expires_at END,
@@ -182,32 +197,36 @@ func (s *Store) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*rde
 		WHERE id IN (SELECT id FROM tasks WHERE status = 'claimed' AND lease_expires_at <= $1
 			ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 		RETURNING `+taskCols, now, limit)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, scanTask)
 }
 
-// AppendTaskLog stores log events of a task.
+// AppendTaskLog stores log events of a task, numbering them after the
+// stored ones. Two appends racing for the same ids: the loser tries again.
 func (s *Store) AppendTaskLog(ctx context.Context, taskID string, events []rdev.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		batch := &pgx.Batch{}
-		for _, e := range events {
-			meta, _ := json.Marshal(eventMeta{ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason, PID: e.PID})
-			data, enc := outbuf.Pack(e.Data)
-			batch.Queue(`INSERT INTO task_events (task_id, id, type, data, enc, size, meta, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				taskID, e.ID, e.Type, data, enc, len(e.Data), string(meta), e.At)
+	var err error
+	for range 5 {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var last int64
+			if err := tx.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = $1`, taskID).Scan(&last); err != nil {
+				return err
+			}
+			batch := &pgx.Batch{}
+			for i, e := range events {
+				meta, _ := json.Marshal(eventMeta{ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason, PID: e.PID})
+				data, enc := outbuf.Pack(e.Data)
+				batch.Queue(`INSERT INTO task_events (task_id, id, type, data, enc, size, meta, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+					taskID, last+int64(i)+1, e.Type, data, enc, len(e.Data), string(meta), e.At)
+			}
+			return tx.SendBatch(ctx, batch).Close()
+		})
+		if pgCode(err) != "23505" {
+			break
 		}
-		return tx.SendBatch(ctx, batch).Close()
-	})
-	switch pgCode(err) {
-	case "23503":
+	}
+	if pgCode(err) == "23503" {
 		return rdev.ErrTaskNotFound
-	case "23505":
-		return fmt.Errorf("task %s log: %w", taskID, rdev.ErrConflict)
 	}
 	return err
 }
@@ -234,13 +253,6 @@ func (s *Store) ListTaskLog(ctx context.Context, taskID string, after int64, lim
 		out = append(out, e)
 	}
 	return out, rows.Err()
-}
-
-// LastTaskLogID returns the id of the task's newest log event.
-func (s *Store) LastTaskLogID(ctx context.Context, taskID string) (int64, error) {
-	var id int64
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = $1`, taskID).Scan(&id)
-	return id, err
 }
 
 const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at`
@@ -328,4 +340,11 @@ func (s *Store) PoolStats(ctx context.Context, now, onlineSince time.Time) (*rde
 	}
 	p.Idle = max(p.Capacity-p.Busy, 0)
 	return p, nil
+}
+
+// LastTaskLogID returns the id of the task's newest log event (0).
+func (s *Store) LastTaskLogID(ctx context.Context, taskID string) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = $1`, taskID).Scan(&id)
+	return id, err
 }

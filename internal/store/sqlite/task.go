@@ -111,14 +111,22 @@ func (s *Store) ClaimTask(ctx context.Context, c rdev.Claim) (*rdev.Task, error)
 // held runs an update of a task that the worker holds; when it matches no
 // row it tells why.
 func (s *Store) held(ctx context.Context, id, workerID, q string, args ...any) (*rdev.Task, error) {
-	t, err := s.one(ctx, s.w, nil, q, args...)
-	if err != nil || t != nil {
-		return t, err
+	ts, err := s.finishing(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == 1 {
+		return ts[0], nil
 	}
 	if _, err := s.GetTask(ctx, id); err != nil {
 		return nil, err
 	}
 	return nil, rdev.ErrLeaseNotHeld
+}
+
+// finishing runs an update of tasks that returns their columns.
+func (s *Store) finishing(ctx context.Context, q string, args ...any) ([]*rdev.Task, error) {
+	return queryAll(ctx, s.w, q, args, scanTask)
 }
 
 // HeartbeatTask extends the lease of a task the worker holds.
@@ -151,10 +159,13 @@ func (s *Store) FailTask(ctx context.Context, id, workerID, msg string, retry bo
 // CancelTask cancels a queued or claimed task. A claimed one keeps its
 // owner, whose next heartbeat learns of it.
 func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (*rdev.Task, error) {
-	t, err := s.one(ctx, s.w, nil, `UPDATE tasks SET status = 'cancelled', updated_at = ?, ended_at = ?
+	ts, err := s.finishing(ctx, `UPDATE tasks SET status = 'cancelled', updated_at = ?, ended_at = ?
 		WHERE id = ? AND status IN ('queued', 'claimed') RETURNING `+taskCols, micros(now), micros(now), id)
-	if err != nil || t != nil {
-		return t, err
+	if err != nil || len(ts) == 1 {
+		if len(ts) == 1 {
+			return ts[0], nil
+		}
+		return nil, err
 	}
 	if _, err := s.GetTask(ctx, id); err != nil {
 		return nil, err
@@ -165,7 +176,7 @@ func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (*rdev
 // ReapTasks re-queues claimed tasks whose lease lapsed, or marks them dead.
 func (s *Store) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*rdev.Task, error) {
 	n := micros(now)
-	return queryAll(ctx, s.w, `UPDATE tasks SET
+	return s.finishing(ctx, `UPDATE tasks SET
 			status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
 			lease_owner = CASE WHEN attempts < max_attempts THEN NULL ELSE lease_owner END,
 			lease_expires_at = CASE WHEN attempts < max_attempts THEN NULL ELSE lease_expires_at END,
@@ -173,10 +184,11 @@ func (s *Store) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*rde
 			ended_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ? END,
 			error = 'lease expired', updated_at = ?
 		WHERE id IN (SELECT id FROM tasks WHERE status = 'claimed' AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?)
-		RETURNING `+taskCols, []any{n, n, n, n, limit}, scanTask)
+		RETURNING `+taskCols, n, n, n, n, limit)
 }
 
-// AppendTaskLog stores log events of a task.
+// AppendTaskLog stores log events of a task, numbering them after the
+// stored ones.
 func (s *Store) AppendTaskLog(ctx context.Context, taskID string, events []rdev.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -186,16 +198,17 @@ func (s *Store) AppendTaskLog(ctx context.Context, taskID string, events []rdev.
 		return err
 	}
 	defer tx.Rollback()
-	for _, e := range events {
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = ?`, taskID).Scan(&last); err != nil {
+		return err
+	}
+	for i, e := range events {
 		meta, _ := json.Marshal(eventMeta{ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason, PID: e.PID})
 		data, enc := outbuf.Pack(e.Data)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO task_events (task_id, id, type, data, enc, size, meta, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			taskID, e.ID, e.Type, data, enc, len(e.Data), string(meta), micros(e.At)); err != nil {
+			taskID, last+int64(i)+1, e.Type, data, enc, len(e.Data), string(meta), micros(e.At)); err != nil {
 			if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
 				return rdev.ErrTaskNotFound
-			}
-			if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
-				return fmt.Errorf("task %s log event %d: %w", taskID, e.ID, rdev.ErrConflict)
 			}
 			return err
 		}
@@ -228,13 +241,6 @@ func (s *Store) ListTaskLog(ctx context.Context, taskID string, after int64, lim
 		out = append(out, e)
 	}
 	return out, rows.Err()
-}
-
-// LastTaskLogID returns the id of the task's newest log event.
-func (s *Store) LastTaskLogID(ctx context.Context, taskID string) (int64, error) {
-	var id int64
-	err := s.w.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = ?`, taskID).Scan(&id)
-	return id, err
 }
 
 const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at`
@@ -332,4 +338,11 @@ func nullJSON(b json.RawMessage) any {
 		return nil
 	}
 	return string(b)
+}
+
+// LastTaskLogID returns the id of the task's newest log event (0).
+func (s *Store) LastTaskLogID(ctx context.Context, taskID string) (int64, error) {
+	var id int64
+	err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = ?`, taskID).Scan(&id)
+	return id, err
 }

@@ -214,25 +214,27 @@ func testTasks(t *testing.T, open Opener) {
 		st, c := setup(t), ctx(t)
 		task := newTask("web", "review", t0, 3)
 		must(t, st.CreateTask(c, task))
-		code := 1
 		long := strings.Repeat("ok  \tpkg\t0.1s\n", 500)
 		must(t, st.AppendTaskLog(c, task.ID, []rdev.Event{
-			{ID: 1, Type: "stdout", Data: []byte("running\n"), At: t0},
-			{ID: 2, Type: "stdout", Data: []byte(long), At: t0},
-			{ID: 3, Type: "exit", ExitCode: &code, Reason: "failed", At: t0},
+			{ID: 99, Type: "stdout", Data: []byte("running\n"), At: t0}, // ids are the store's to give
+			{Type: "stdout", Data: []byte(long), At: t0},
 		}))
-		err := st.AppendTaskLog(c, task.ID, []rdev.Event{{ID: 3, Type: "stdout", Data: []byte("again"), At: t0}})
-		wantErr(t, err, rdev.ErrConflict)
-		wantErr(t, st.AppendTaskLog(c, "tmissing", []rdev.Event{{ID: 1, Type: "stdout", At: t0}}), rdev.ErrTaskNotFound)
+		wantErr(t, st.AppendTaskLog(c, "tmissing", []rdev.Event{{Type: "stdout", At: t0}}), rdev.ErrTaskNotFound)
+		_, err := st.ClaimTask(c, claim("w1", t0, "review"))
+		must(t, err)
+		must(t, st.AppendTaskLog(c, task.ID, []rdev.Event{{Type: "stderr", Data: []byte("warning\n"), At: t0}}))
 		evs, err := st.ListTaskLog(c, task.ID, 1, 10)
 		must(t, err)
-		if len(evs) != 2 || string(evs[0].Data) != long || evs[1].Type != "exit" || *evs[1].ExitCode != 1 || evs[1].Reason != "failed" {
+		if len(evs) != 2 || evs[0].ID != 2 || string(evs[0].Data) != long || evs[1].ID != 3 || evs[1].Type != "stderr" {
 			t.Fatalf("log after 1: %+v", evs)
 		}
 		last, err := st.LastTaskLogID(c, task.ID)
 		must(t, err)
 		if last != 3 {
 			t.Fatalf("last id %d", last)
+		}
+		if last, _ := st.LastTaskLogID(c, "tmissing"); last != 0 {
+			t.Fatalf("last id of a missing task: %d", last)
 		}
 	})
 
