@@ -23,6 +23,15 @@ type (
 	TaskHeartbeat = service.TaskHeartbeat
 )
 
+// Errors a worker meets, matched with errors.Is against *Error.
+var (
+	// ErrLeaseNotHeld: the worker no longer holds the task (409
+	// LEASE_NOT_HELD); stop working on it.
+	ErrLeaseNotHeld = rdev.ErrLeaseNotHeld
+	// ErrTaskFinished: the task has already ended (409 TASK_FINISHED).
+	ErrTaskFinished = rdev.ErrTaskFinished
+)
+
 // TaskFilter narrows ListTasks; empty fields match everything.
 type TaskFilter struct {
 	Kind, Status, Project string

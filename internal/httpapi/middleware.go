@@ -21,9 +21,10 @@ type ctxKey struct{}
 // context once, filled in as the request passes (one allocation instead of
 // a context layer per value).
 type reqState struct {
-	id     string
-	caller *rdev.APIKey // set by authenticate
-	target string       // set by handlers of mutating routes, for the audit log
+	id           string
+	caller       *rdev.APIKey // set by authenticate
+	target       string       // set by handlers of mutating routes, for the audit log
+	leaseTraffic bool         // a worker's claim, heartbeat or log: audited only when refused
 }
 
 func state(ctx context.Context) *reqState {
@@ -38,6 +39,17 @@ func requestID(ctx context.Context) string { return state(ctx).id }
 
 // caller returns the authenticated key; routes behind authenticate have one.
 func caller(ctx context.Context) *rdev.APIKey { return state(ctx).caller }
+
+// leaseTraffic marks the routes of a worker's lease traffic (claims,
+// heartbeats, log appends): several per task, and what they change — the
+// owner, the lease, attempts, the log — is kept on the task and worker
+// records, so only their refusals go to the audit log.
+func leaseTraffic(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		state(r.Context()).leaseTraffic = true
+		next.ServeHTTP(w, r)
+	})
+}
 
 // setTarget names the resource a mutating request acts on, for the audit log.
 func setTarget(r *http.Request, target string) { state(r.Context()).target = target }
@@ -139,6 +151,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
+			}
+			if st.leaseTraffic && status < 400 {
+				return // the task and worker records hold what it changed
+			}
+			if st.leaseTraffic && status < 400 {
+				return // the task and worker records hold what it changed
 			}
 			target := st.target
 			if target == "" {

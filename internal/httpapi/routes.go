@@ -85,20 +85,20 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 			r.With(timeout(TimeoutFast), s.requireScope(workersRead...)).Get("/workers/pool", s.workerPool)
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/workers", s.registerWorker)
 			r.With(timeout(TimeoutFast), s.requireScope(workersRead...)).Get("/workers/{wid}", s.getWorker)
-			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/workers/{wid}/heartbeat", s.workerHeartbeat)
+			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...), leaseTraffic).Post("/workers/{wid}/heartbeat", s.workerHeartbeat)
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Delete("/workers/{wid}", s.deregisterWorker)
 
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks", s.createTask)
 			r.With(timeout(TimeoutFast), s.requireScope(workersRead...)).Get("/tasks", s.listTasks)
 			// A claim waits up to 30 s for work.
-			r.With(timeout(TimeoutStandard+service.MaxClaimWait), s.requireScope(workersAct...)).Post("/tasks/claim", s.claimTask)
+			r.With(timeout(TimeoutStandard+service.MaxClaimWait), s.requireScope(workersAct...), leaseTraffic).Post("/tasks/claim", s.claimTask)
 			r.With(timeout(TimeoutFast), s.requireScope(workersRead...)).Get("/tasks/{tid}", s.getTask)
-			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks/{tid}/heartbeat", workerAction(s, "Failed to extend the lease", s.svc.HeartbeatTask))
+			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...), leaseTraffic).Post("/tasks/{tid}/heartbeat", workerAction(s, "Failed to extend the lease", s.svc.HeartbeatTask))
 			// Completing a review may merge its branch.
 			r.With(timeout(TimeoutOrchestration), s.requireScope(workersAct...)).Post("/tasks/{tid}/complete", workerAction(s, "Failed to complete task", s.svc.CompleteTask))
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks/{tid}/fail", workerAction(s, "Failed to fail task", s.svc.FailTask))
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks/{tid}/cancel", s.cancelTask)
-			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks/{tid}/log", s.taskLog)
+			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...), leaseTraffic).Post("/tasks/{tid}/log", s.taskLog)
 			r.With(s.requireScope(workersRead...)).Get("/tasks/{tid}/events", s.taskEvents)
 
 			r.With(timeout(TimeoutStandard), s.requireScope(adminOnly...)).Post("/keys", s.createKey)

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -100,6 +101,31 @@ func TestTaskBadInput(t *testing.T) {
 				t.Fatalf("a refused request changed the tasks:\n%s\n%s", before, after)
 			}
 		})
+	}
+	// Lease traffic is audited when refused only; outcomes always.
+	h.do("POST", claimed+"/heartbeat", h.admin, map[string]any{"worker_id": w}).want(t, 200, "")
+	h.do("POST", claimed+"/complete", h.admin, map[string]any{"worker_id": w}).want(t, 200, "")
+	entries, _, err := h.store.ListAudit(context.Background(), rdev.AuditFilter{Page: rdev.Page{Limit: 500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		seen[fmt.Sprintf("%s %d", e.Route, e.Status)] = true
+	}
+	for want, present := range map[string]bool{
+		"/api/v1/tasks/claim 200":           false,
+		"/api/v1/tasks/{tid}/heartbeat 200": false,
+		"/api/v1/tasks/claim 400":           true,
+		"/api/v1/tasks/{tid}/heartbeat 409": true,
+		"/api/v1/tasks/{tid}/log 409":       true,
+		"/api/v1/tasks/{tid}/complete 200":  true,
+		"/api/v1/tasks/{tid}/complete 409":  true,
+		"/api/v1/workers 201":               true,
+	} {
+		if seen[want] != present {
+			t.Errorf("audit entry %q present: %v, want %v", want, seen[want], present)
+		}
 	}
 	// A key with a project allow-list cannot register a worker.
 	scoped := h.key([]string{"web"}, rdev.ScopeWorkersExecute)

@@ -105,13 +105,12 @@ func (s *Store) ListTasks(ctx context.Context, f rdev.TaskFilter, page rdev.Page
 }
 
 // ClaimTask gives the oldest runnable task of the kinds to the worker in one
-// statement; FOR UPDATE SKIP LOCKED lets concurrent claims pass each other
-// instead of queueing on the same row, and no row gets two owners.
+// statement (the rdev_claim_task function, migration 00008): UPDATE … WHERE
+// id = (SELECT … FOR UPDATE SKIP LOCKED) lets concurrent claims pass each
+// other instead of queueing on the same row, and no row gets two owners.
 func (s *Store) ClaimTask(ctx context.Context, c rdev.Claim) (*rdev.Task, error) {
-	return oneTask(ctx, s.pool, `UPDATE tasks SET status = 'claimed', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3
-		WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND run_after <= $3 AND kind = ANY($4)
-			ORDER BY run_after, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+taskCols, c.WorkerID, c.Now.Add(c.Lease), c.Now, c.Kinds)
+	return oneTask(ctx, s.pool, `SELECT `+taskCols+` FROM rdev_claim_task($1, $2, $3, $4)`,
+		c.WorkerID, c.Now.Add(c.Lease), c.Now, c.Kinds)
 }
 
 // held runs an update of a task the worker holds; when it matches no row
