@@ -6,6 +6,7 @@ package service
 import (
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"rdev.dev/rdev/internal/cluster"
@@ -47,6 +48,11 @@ type Config struct {
 type taskConfig struct {
 	lease, workerTimeout, poll, backoff time.Duration
 	wake                                *taskWake
+	workers                             *workerCache
+	// claimed remembers the kind of each task claimed through this server
+	// until it is completed or failed here (a task lost to the reaper stays
+	// until then; a map entry per task in flight).
+	claimed *sync.Map
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -84,7 +90,7 @@ func New(c Config) *Service {
 		previewSecret: c.PreviewSecret,
 		keys:          newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}},
 		tasks: taskConfig{lease: orDefault(c.TaskLease, DefaultTaskLease), workerTimeout: orDefault(c.WorkerTimeout, DefaultWorkerTimeout),
-			poll: orDefault(c.ClaimPoll, DefaultClaimPoll), backoff: orDefault(c.RetryBackoff, DefaultRetryBackoff), wake: newTaskWake()}}
+			poll: orDefault(c.ClaimPoll, DefaultClaimPoll), backoff: orDefault(c.RetryBackoff, DefaultRetryBackoff), wake: newTaskWake(), workers: &workerCache{}, claimed: &sync.Map{}}}
 }
 
 func (s *Service) clock() time.Time { return rdev.Timestamp(s.now()) }

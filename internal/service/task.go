@@ -73,6 +73,55 @@ func (w *taskWake) logged(id string) {
 	w.mu.Unlock()
 }
 
+// workerCache keeps worker records for claims, which come several times a
+// second per worker: a record is read again after workerCacheTTL. A worker
+// removed through another replica can still claim here for that long.
+type workerCache struct {
+	mu sync.Mutex
+	m  map[string]cachedWorker
+}
+
+type cachedWorker struct {
+	w  *rdev.Worker
+	at time.Time
+}
+
+const workerCacheTTL = 5 * time.Second
+
+func (c *workerCache) get(ctx context.Context, st rdev.TaskStore, id string, now time.Time) (*rdev.Worker, error) {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < workerCacheTTL {
+		return e.w, nil
+	}
+	w, err := st.GetWorker(ctx, id)
+	if err != nil {
+		c.drop(id)
+		return nil, err
+	}
+	c.put(w, now)
+	return w, nil
+}
+
+func (c *workerCache) put(w *rdev.Worker, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedWorker{}
+	}
+	if len(c.m) > 10000 { // workers that never came back
+		clear(c.m)
+	}
+	c.m[w.ID] = cachedWorker{w, now}
+}
+
+func (c *workerCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}
+
 // WorkerRequest registers a worker.
 type WorkerRequest struct {
 	Name     string   `json:"name"`
@@ -138,6 +187,7 @@ func (s *Service) WorkerHeartbeat(ctx context.Context, id string) (*rdev.Worker,
 // DeregisterWorker removes a worker that stops; tasks it still holds go
 // back to the queue when their leases lapse.
 func (s *Service) DeregisterWorker(ctx context.Context, id string) error {
+	s.tasks.workers.drop(id)
 	return s.store.DeleteWorker(ctx, id)
 }
 
@@ -273,7 +323,7 @@ func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest
 	if r.Wait < 0 || r.Wait > MaxClaimWait.Seconds() {
 		return nil, rdev.Invalid("wait", "must be between 0 and %d seconds", int(MaxClaimWait.Seconds()))
 	}
-	w, err := s.store.GetWorker(ctx, r.WorkerID)
+	w, err := s.tasks.workers.get(ctx, s.store, r.WorkerID, s.clock())
 	if errors.Is(err, rdev.ErrWorkerNotFound) {
 		return nil, rdev.Invalid("worker_id", "no worker %s: register it first (POST /workers)", r.WorkerID)
 	}
@@ -295,15 +345,20 @@ func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest
 	// A claim shows the worker alive; the record is rewritten only when
 	// its heartbeat is a third of the way to going stale.
 	if s.clock().Sub(w.HeartbeatAt) > s.tasks.workerTimeout/3 {
-		if _, err := s.store.HeartbeatWorker(ctx, w.ID, s.clock()); err != nil {
+		beat, err := s.store.HeartbeatWorker(ctx, w.ID, s.clock())
+		if err != nil {
 			return nil, err
 		}
+		s.tasks.workers.put(beat, s.clock())
 	}
 	deadline := time.Now().Add(time.Duration(r.Wait * float64(time.Second)))
 	for {
 		wake := s.tasks.wake.queuedChan()
 		t, err := s.store.ClaimTask(ctx, rdev.Claim{WorkerID: w.ID, Kinds: kinds, Now: s.clock(), Lease: s.tasks.lease})
 		if err != nil || t != nil {
+			if t != nil {
+				s.tasks.claimed.Store(t.ID, t.Kind)
+			}
 			return t, err
 		}
 		left := time.Until(deadline)
@@ -377,6 +432,17 @@ func (s *Service) CompleteTask(ctx context.Context, id string, r CompleteRequest
 	if err := jsonObject("result", r.Result, maxResultBytes); err != nil {
 		return nil, err
 	}
+	result := compactJSON(r.Result)
+	// A task claimed through this server of a kind rdev does not act on
+	// needs no read first: the store completes it only for its holder.
+	if kind, ok := s.tasks.claimed.LoadAndDelete(id); ok && kind != rdev.TaskKindReview {
+		done, err := s.store.CompleteTask(ctx, id, r.WorkerID, result, s.clock())
+		if err != nil {
+			return nil, err
+		}
+		s.tasks.wake.logged(id)
+		return done, nil
+	}
 	t, err := s.store.GetTask(ctx, id)
 	if err != nil {
 		return nil, err
@@ -384,7 +450,6 @@ func (s *Service) CompleteTask(ctx context.Context, id string, r CompleteRequest
 	if t.Status != rdev.TaskClaimed || t.LeaseOwner != r.WorkerID {
 		return nil, rdev.ErrLeaseNotHeld
 	}
-	result := compactJSON(r.Result)
 	if t.Kind == rdev.TaskKindReview {
 		var rr rdev.ReviewResult
 		if err := json.Unmarshal(r.Result, &rr); err != nil {
@@ -470,6 +535,7 @@ func (s *Service) FailTask(ctx context.Context, id string, r FailRequest) (*rdev
 	if backoff > maxRetryBackoff || backoff <= 0 {
 		backoff = maxRetryBackoff
 	}
+	s.tasks.claimed.Delete(id)
 	done, err := s.store.FailTask(ctx, id, r.WorkerID, r.Error, r.Retry, now.Add(backoff), now)
 	if err != nil {
 		return nil, err
@@ -505,6 +571,7 @@ func (s *Service) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*r
 	}
 	requeued := false
 	for _, t := range ts {
+		s.tasks.claimed.Delete(t.ID)
 		if t.Finished() {
 			s.tasks.wake.logged(t.ID)
 			continue
