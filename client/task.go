@@ -123,13 +123,28 @@ func (c *Client) HeartbeatTask(ctx context.Context, taskID, workerID string) (ca
 // is a ReviewResult). A 409 (ErrorCode "LEASE_NOT_HELD") means the lease
 // was lost and another worker may run the task.
 func (c *Client) CompleteTask(ctx context.Context, taskID, workerID string, result any) (*Task, error) {
-	raw, err := json.Marshal(result)
+	raw, err := resultJSON(result)
 	if err != nil {
 		return nil, err
 	}
 	var out Task
 	return &out, c.do(ctx, "POST", "/tasks/"+url.PathEscape(taskID)+"/complete", nil,
 		service.CompleteRequest{WorkerID: workerID, Result: raw}, &out)
+}
+
+// CompleteAndClaim records a held task's result and claims the worker's
+// next task of the kinds in the same round trip, waiting up to wait for
+// one; next is nil when none came. A worker that loops on it makes one
+// request per task instead of two.
+func (c *Client) CompleteAndClaim(ctx context.Context, taskID, workerID string, result any, kinds []string, wait time.Duration) (done, next *Task, err error) {
+	raw, err := resultJSON(result)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out service.CompleteAndClaimed
+	err = c.do(ctx, "POST", "/tasks/"+url.PathEscape(taskID)+"/complete-and-claim", nil,
+		service.CompleteAndClaimRequest{WorkerID: workerID, Result: raw, Kinds: kinds, Wait: wait.Seconds()}, &out)
+	return out.Task, out.Next, err
 }
 
 // FailTask ends the worker's attempt; with retry the task runs again after
@@ -151,4 +166,12 @@ func (c *Client) CancelTask(ctx context.Context, taskID string) (*Task, error) {
 func (c *Client) AppendTaskLog(ctx context.Context, taskID, workerID, stream string, data []byte) error {
 	q := url.Values{"worker_id": {workerID}, "stream": {stream}}
 	return c.doRaw(ctx, "POST", "/tasks/"+url.PathEscape(taskID)+"/log", q, bytes.NewReader(data), nil)
+}
+
+// resultJSON encodes a task result; nil is no result ({}).
+func resultJSON(result any) (json.RawMessage, error) {
+	if result == nil {
+		return nil, nil
+	}
+	return json.Marshal(result)
 }

@@ -315,6 +315,29 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if pl, err := c.Pool(ctx); err != nil || pl.WorkersOnline != 1 || pl.Capacity != 2 {
 		t.Fatal(pl, err)
 	}
+	// One round trip per task: complete and claim the next.
+	var queued []string
+	for range 2 {
+		q, err := c.CreateTask(ctx, client.TaskRequest{Kind: "lint", ProjectID: "src"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, q.ID)
+	}
+	first, err := c.Claim(ctx, wk.ID, []string{"lint"}, 0)
+	if err != nil || first == nil || first.ID != queued[0] {
+		t.Fatal(first, err)
+	}
+	done1, next, err := c.CompleteAndClaim(ctx, first.ID, wk.ID, map[string]int{"n": 1}, []string{"lint"}, 0)
+	if err != nil || done1.Status != "succeeded" || next == nil || next.ID != queued[1] {
+		t.Fatal(done1, next, err)
+	}
+	if _, _, err := c.CompleteAndClaim(ctx, next.ID, "wother", nil, nil, 0); client.ErrorCode(err) != "BAD_REQUEST" {
+		t.Fatal(err) // an unknown worker
+	}
+	if done2, none, err := c.CompleteAndClaim(ctx, next.ID, wk.ID, nil, []string{"lint"}, 0); err != nil || done2.Status != "succeeded" || none != nil {
+		t.Fatal(done2, none, err)
+	}
 	if err := c.DeregisterWorker(ctx, wk.ID); err != nil {
 		t.Fatal(err)
 	}

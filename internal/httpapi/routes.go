@@ -96,6 +96,7 @@ func (s *Server) routes(reg *prometheus.Registry) chi.Router {
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...), leaseTraffic).Post("/tasks/{tid}/heartbeat", workerAction(s, "Failed to extend the lease", s.svc.HeartbeatTask))
 			// Completing a review may merge its branch.
 			r.With(timeout(TimeoutOrchestration), s.requireScope(workersAct...)).Post("/tasks/{tid}/complete", workerAction(s, "Failed to complete task", s.svc.CompleteTask))
+			r.With(timeout(TimeoutOrchestration+service.MaxClaimWait), s.requireScope(workersAct...)).Post("/tasks/{tid}/complete-and-claim", s.completeAndClaim)
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks/{tid}/fail", workerAction(s, "Failed to fail task", s.svc.FailTask))
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...)).Post("/tasks/{tid}/cancel", s.cancelTask)
 			r.With(timeout(TimeoutStandard), s.requireScope(workersAct...), leaseTraffic).Post("/tasks/{tid}/log", s.taskLog)

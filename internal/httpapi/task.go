@@ -192,3 +192,9 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 		return s.svc.FollowTaskLog(r.Context(), caller(r.Context()), tid, after, SSEKeepalive, idle, emit)
 	})
 }
+
+// completeAndClaim completes a task and answers with the worker's next
+// one: {task, next?}.
+func (s *Server) completeAndClaim(w http.ResponseWriter, r *http.Request) {
+	workerAction(s, "Failed to complete task", s.svc.CompleteAndClaim)(w, r)
+}

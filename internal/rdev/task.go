@@ -181,6 +181,11 @@ type TaskStore interface {
 	HeartbeatTask(ctx context.Context, id, workerID string, now time.Time, lease time.Duration) (*Task, error)
 	// CompleteTask marks a held task succeeded with result. ErrLeaseNotHeld.
 	CompleteTask(ctx context.Context, id, workerID string, result json.RawMessage, now time.Time) (*Task, error)
+	// CompleteAndClaim completes a held task as CompleteTask does and, in
+	// the same statement, claims the next task for the same worker (nil
+	// when none is runnable). Nothing is claimed when the completion is
+	// refused. ErrLeaseNotHeld.
+	CompleteAndClaim(ctx context.Context, id string, result json.RawMessage, next Claim) (done, claimed *Task, err error)
 	// FailTask ends a held attempt: with retry and attempts left the task is
 	// queued again to run at retryAt; with retry and none left it is dead;
 	// without retry it failed. ErrLeaseNotHeld.

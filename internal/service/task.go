@@ -317,18 +317,28 @@ type ClaimRequest struct {
 // polling the store every ClaimPoll for tasks queued elsewhere (or whose
 // backoff ended). nil when none came.
 func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest) (*rdev.Task, error) {
+	w, kinds, err := s.claimer(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return s.claimWait(ctx, w, kinds, r.Wait)
+}
+
+// claimer checks a claim: the worker exists (and is kept online) and the
+// kinds are among its own (all of them when none are named).
+func (s *Service) claimer(ctx context.Context, r ClaimRequest) (*rdev.Worker, []string, error) {
 	if r.WorkerID == "" {
-		return nil, rdev.Invalid("worker_id", "is required")
+		return nil, nil, rdev.Invalid("worker_id", "is required")
 	}
 	if r.Wait < 0 || r.Wait > MaxClaimWait.Seconds() {
-		return nil, rdev.Invalid("wait", "must be between 0 and %d seconds", int(MaxClaimWait.Seconds()))
+		return nil, nil, rdev.Invalid("wait", "must be between 0 and %d seconds", int(MaxClaimWait.Seconds()))
 	}
 	w, err := s.tasks.workers.get(ctx, s.store, r.WorkerID, s.clock())
 	if errors.Is(err, rdev.ErrWorkerNotFound) {
-		return nil, rdev.Invalid("worker_id", "no worker %s: register it first (POST /workers)", r.WorkerID)
+		return nil, nil, rdev.Invalid("worker_id", "no worker %s: register it first (POST /workers)", r.WorkerID)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	kinds := r.Kinds
 	if len(kinds) == 0 {
@@ -336,10 +346,10 @@ func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest
 	}
 	for i, k := range kinds {
 		if err := rdev.ValidateKind(fmt.Sprintf("kinds[%d]", i), k); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !contains(w.Kinds, k) {
-			return nil, rdev.Invalid(fmt.Sprintf("kinds[%d]", i), "worker %s was registered for %s, not %q", w.ID, strings.Join(w.Kinds, ", "), k)
+			return nil, nil, rdev.Invalid(fmt.Sprintf("kinds[%d]", i), "worker %s was registered for %s, not %q", w.ID, strings.Join(w.Kinds, ", "), k)
 		}
 	}
 	// A claim shows the worker alive; the record is rewritten only when
@@ -347,11 +357,16 @@ func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest
 	if s.clock().Sub(w.HeartbeatAt) > s.tasks.workerTimeout/3 {
 		beat, err := s.store.HeartbeatWorker(ctx, w.ID, s.clock())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.tasks.workers.put(beat, s.clock())
 	}
-	deadline := time.Now().Add(time.Duration(r.Wait * float64(time.Second)))
+	return w, kinds, nil
+}
+
+// claimWait claims for w, waiting up to wait seconds for a task.
+func (s *Service) claimWait(ctx context.Context, w *rdev.Worker, kinds []string, wait float64) (*rdev.Task, error) {
+	deadline := time.Now().Add(time.Duration(wait * float64(time.Second)))
 	for {
 		wake := s.tasks.wake.queuedChan()
 		t, err := s.store.ClaimTask(ctx, rdev.Claim{WorkerID: w.ID, Kinds: kinds, Now: s.clock(), Lease: s.tasks.lease})
@@ -472,6 +487,65 @@ func (s *Service) CompleteTask(ctx context.Context, id string, r CompleteRequest
 	}
 	s.tasks.wake.logged(id)
 	return done, nil
+}
+
+// CompleteAndClaimRequest completes a task and asks for the next one.
+type CompleteAndClaimRequest struct {
+	WorkerID string          `json:"worker_id"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Kinds    []string        `json:"kinds,omitempty"`
+	Wait     float64         `json:"wait,omitempty"`
+}
+
+// CompleteAndClaimed answers CompleteAndClaim.
+type CompleteAndClaimed struct {
+	Task *rdev.Task `json:"task"`
+	Next *rdev.Task `json:"next,omitempty"`
+}
+
+// CompleteAndClaim records a held task's result and claims the worker's
+// next task, in one round trip (and, for a task claimed through this server
+// of a kind rdev does not act on, in one statement), waiting up to r.Wait
+// for one. Next is nil when none came. The completion stands even when the
+// claim fails.
+func (s *Service) CompleteAndClaim(ctx context.Context, id string, r CompleteAndClaimRequest) (*CompleteAndClaimed, error) {
+	claim := ClaimRequest{WorkerID: r.WorkerID, Kinds: r.Kinds, Wait: r.Wait}
+	w, kinds, err := s.claimer(ctx, claim)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Result) == 0 {
+		r.Result = json.RawMessage(`{}`)
+	}
+	if err := jsonObject("result", r.Result, maxResultBytes); err != nil {
+		return nil, err
+	}
+	var out CompleteAndClaimed
+	tried := false // whether the store already looked for a next task
+	if kind, ok := s.tasks.claimed.LoadAndDelete(id); ok && kind != rdev.TaskKindReview {
+		done, next, err := s.store.CompleteAndClaim(ctx, id, compactJSON(r.Result),
+			rdev.Claim{WorkerID: w.ID, Kinds: kinds, Now: s.clock(), Lease: s.tasks.lease})
+		if err != nil {
+			return nil, err
+		}
+		s.tasks.wake.logged(id)
+		out.Task, out.Next, tried = done, next, true
+	} else {
+		if out.Task, err = s.CompleteTask(ctx, id, CompleteRequest{WorkerID: r.WorkerID, Result: r.Result}); err != nil {
+			return nil, err
+		}
+	}
+	if out.Next != nil {
+		s.tasks.claimed.Store(out.Next.ID, out.Next.Kind)
+		return &out, nil
+	}
+	if tried && r.Wait == 0 {
+		return &out, nil
+	}
+	if out.Next, err = s.claimWait(ctx, w, kinds, r.Wait); err != nil {
+		s.log.Warn("claim after completion", "task", id, "worker", w.ID, "err", err)
+	}
+	return &out, nil
 }
 
 // mergeReview merges a passing review's branch when it asked for it.

@@ -155,6 +155,58 @@ func (s *Store) CompleteTask(ctx context.Context, id, workerID string, result js
 		WHERE id = $3 AND lease_owner = $4 AND status = 'claimed' RETURNING `+taskCols, res, now, id, workerID)
 }
 
+// CompleteAndClaim completes a held task and claims the next one in one
+// statement: the claim runs only when the completion matched (a one-time
+// filter on the completed row).
+func (s *Store) CompleteAndClaim(ctx context.Context, id string, result json.RawMessage, c rdev.Claim) (*rdev.Task, *rdev.Task, error) {
+	var res any
+	if len(result) > 0 {
+		res = string(result)
+	}
+	rows, err := s.pool.Query(ctx, `WITH done AS (
+			UPDATE tasks SET status = 'succeeded', result = $1, updated_at = $2, ended_at = $2
+			WHERE id = $3 AND lease_owner = $4 AND status = 'claimed' RETURNING `+taskCols+`)
+		SELECT true, `+taskCols+` FROM done
+		UNION ALL
+		SELECT false, `+taskCols+` FROM rdev_claim_task($4, $5, $2, $6) WHERE (SELECT count(*) FROM done) = 1`,
+		res, c.Now, id, c.WorkerID, c.Now.Add(c.Lease), c.Kinds)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var done, next *rdev.Task
+	for rows.Next() {
+		var first bool
+		t, err := scanTask(prefixed{rows, &first})
+		if err != nil {
+			return nil, nil, err
+		}
+		if first {
+			done = t
+		} else {
+			next = t
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	if done == nil {
+		if _, err := s.GetTask(ctx, id); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, rdev.ErrLeaseNotHeld
+	}
+	return done, next, nil
+}
+
+// prefixed scans one leading column into v, then the rest as row would.
+type prefixed struct {
+	row pgx.Row
+	v   any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.v}, dest...)...) }
+
 // FailTask ends a held attempt.
 func (s *Store) FailTask(ctx context.Context, id, workerID, msg string, retry bool, retryAt, now time.Time) (*rdev.Task, error) {
 	return s.held(ctx, id, `UPDATE tasks SET

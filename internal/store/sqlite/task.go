@@ -98,15 +98,17 @@ func (s *Store) ListTasks(ctx context.Context, f rdev.TaskFilter, page rdev.Page
 // statement on the single writer connection: no task gets two owners.
 func (s *Store) ClaimTask(ctx context.Context, c rdev.Claim) (*rdev.Task, error) {
 	kinds, _ := json.Marshal(c.Kinds)
-	t, err := s.one(ctx, s.w, nil, `UPDATE tasks SET status = 'claimed', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
-		WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND run_after <= ? AND kind IN (SELECT value FROM json_each(?))
-			ORDER BY run_after, created_at LIMIT 1)
-		RETURNING `+taskCols, c.WorkerID, micros(c.Now.Add(c.Lease)), micros(c.Now), micros(c.Now), string(kinds))
+	t, err := s.one(ctx, s.w, nil, claimQuery, c.WorkerID, micros(c.Now.Add(c.Lease)), micros(c.Now), micros(c.Now), string(kinds))
 	if t == nil && err == nil {
 		return nil, nil
 	}
 	return t, err
 }
+
+const claimQuery = `UPDATE tasks SET status = 'claimed', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND run_after <= ? AND kind IN (SELECT value FROM json_each(?))
+			ORDER BY run_after, created_at LIMIT 1)
+		RETURNING ` + taskCols
 
 // held runs an update of a task that the worker holds; when it matches no
 // row it tells why.
@@ -141,6 +143,41 @@ func (s *Store) CompleteTask(ctx context.Context, id, workerID string, result js
 	return s.held(ctx, id, workerID, `UPDATE tasks SET status = 'succeeded', result = ?, updated_at = ?, ended_at = ?
 		WHERE id = ? AND lease_owner = ? AND status = 'claimed' RETURNING `+taskCols,
 		nullJSON(result), micros(now), micros(now), id, workerID)
+}
+
+// CompleteAndClaim completes a held task and claims the next one in one
+// transaction on the writer connection.
+func (s *Store) CompleteAndClaim(ctx context.Context, id string, result json.RawMessage, c rdev.Claim) (*rdev.Task, *rdev.Task, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback()
+	done, err := queryAll(ctx, tx, `UPDATE tasks SET status = 'succeeded', result = ?, updated_at = ?, ended_at = ?
+		WHERE id = ? AND lease_owner = ? AND status = 'claimed' RETURNING `+taskCols,
+		[]any{nullJSON(result), micros(c.Now), micros(c.Now), id, c.WorkerID}, scanTask)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(done) == 0 {
+		tx.Rollback()
+		if _, err := s.GetTask(ctx, id); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, rdev.ErrLeaseNotHeld
+	}
+	kinds, _ := json.Marshal(c.Kinds)
+	next, err := queryAll(ctx, tx, claimQuery, []any{c.WorkerID, micros(c.Now.Add(c.Lease)), micros(c.Now), micros(c.Now), string(kinds)}, scanTask)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, err
+	}
+	if len(next) == 0 {
+		return done[0], nil, nil
+	}
+	return done[0], next[0], nil
 }
 
 // FailTask ends a held attempt.

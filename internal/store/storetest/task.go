@@ -72,6 +72,45 @@ func testTasks(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("CompleteAndClaimNext", func(t *testing.T) {
+		st, c := setup(t), ctx(t)
+		a, b, other, last := newTask("web", "build", t0, 3), newTask("web", "build", t0.Add(time.Second), 3),
+			newTask("web", "lint", t0.Add(2*time.Second), 3), newTask("web", "build", t0.Add(3*time.Second), 3)
+		for _, task := range []*rdev.Task{a, b, other, last} {
+			must(t, st.CreateTask(c, task))
+		}
+		got, err := st.ClaimTask(c, claim("w1", t0.Add(time.Minute), "build"))
+		must(t, err)
+		if got.ID != a.ID {
+			t.Fatalf("claimed %s, want %s", got.ID, a.ID)
+		}
+		at := t0.Add(2 * time.Minute)
+		done, next, err := st.CompleteAndClaim(c, a.ID, json.RawMessage(`{"ok":true}`), claim("w1", at, "build"))
+		must(t, err)
+		if done.ID != a.ID || done.Status != rdev.TaskSucceeded || next == nil || next.ID != b.ID || next.Status != rdev.TaskClaimed ||
+			next.LeaseOwner != "w1" || next.Attempts != 1 || !next.LeaseExpiresAt.Equal(at.Add(30*time.Second)) {
+			t.Fatalf("done %+v next %+v", done, next)
+		}
+		// Refused: nothing is claimed.
+		_, _, err = st.CompleteAndClaim(c, b.ID, nil, claim("w2", at, "build"))
+		wantErr(t, err, rdev.ErrLeaseNotHeld)
+		if l, _ := st.GetTask(c, last.ID); l.Status != rdev.TaskQueued {
+			t.Fatalf("a refused completion claimed %+v", l)
+		}
+		_, next, err = st.CompleteAndClaim(c, b.ID, nil, claim("w1", at, "build"))
+		must(t, err)
+		if next == nil || next.ID != last.ID {
+			t.Fatalf("next after b: %+v (the lint task is not wanted)", next)
+		}
+		done, next, err = st.CompleteAndClaim(c, last.ID, nil, claim("w1", at, "build"))
+		must(t, err)
+		if done.Status != rdev.TaskSucceeded || next != nil {
+			t.Fatalf("with the queue empty of builds: %+v %+v", done, next)
+		}
+		_, _, err = st.CompleteAndClaim(c, "tmissing", nil, claim("w1", at, "build"))
+		wantErr(t, err, rdev.ErrTaskNotFound)
+	})
+
 	t.Run("FailRetryBackoffAndLimit", func(t *testing.T) {
 		st, c := setup(t), ctx(t)
 		task := newTask("web", "review", t0, 2)
