@@ -255,6 +255,10 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if _, err := c.CompleteTask(ctx, other.ID, wk.ID, client.ReviewResult{Verdict: "failed", Reason: "tests failed"}); err != nil {
 		t.Fatal(err)
 	}
+	if got, err := c.GetSession(ctx, "src", sess.ID); err != nil || got.Review == nil || got.Review.TaskID != other.ID ||
+		got.Review.Verdict != "failed" || got.Review.Reason != "tests failed" {
+		t.Fatalf("the session's review: %+v %v", got.Review, err)
+	}
 	if cancelled, err := c.HeartbeatTask(ctx, review.ID, wk.ID); err != nil || cancelled {
 		t.Fatal(cancelled, err)
 	}
