@@ -52,6 +52,9 @@ type ServeConfig struct {
 	TaskLease       time.Duration
 	ReaperInterval  time.Duration
 	WorkerTimeout   time.Duration
+	GCInterval      time.Duration
+	GCWindow        time.Duration
+	GCDryRun        bool
 }
 
 func newServe(env Env) *cobra.Command {
@@ -95,6 +98,9 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.DurationVar(&c.TaskLease, "task-lease", service.DefaultTaskLease, "how long a claimed task stays a worker's without a heartbeat")
 	f.DurationVar(&c.WorkerTimeout, "worker-timeout", service.DefaultWorkerTimeout, "how long a worker counts as online after its last heartbeat")
 	f.DurationVar(&c.ReaperInterval, "reaper-interval", 5*time.Second, "how often tasks whose lease lapsed are re-queued")
+	f.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often resources left behind in the cluster are collected")
+	f.DurationVar(&c.GCWindow, "gc-window", loop.DefaultGCWindow, "how old a resource of a project without a record must be before the GC deletes it")
+	f.BoolVar(&c.GCDryRun, "gc-dry-run", false, "log what the resource GC would delete, and delete nothing")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -250,6 +256,11 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return errors.New("--reaper-interval must be positive")
 	}
 	go (&loop.TaskReaper{Tasks: svc, Now: time.Now, Log: log}).Run(loops, c.ReaperInterval)
+	if c.GCInterval <= 0 || c.GCWindow <= 0 {
+		return errors.New("--gc-interval and --gc-window must be positive")
+	}
+	go (&loop.ResourceGC{Cluster: pods, Projects: store, Now: time.Now, Window: c.GCWindow, DryRun: c.GCDryRun, Log: log,
+		Metrics: loop.NewGCMetrics(reg)}).Run(loops, c.GCInterval)
 	if c.ReviewWorkers < 0 || c.ReviewWorkers > 1024 {
 		return errors.New("--review-workers must be between 0 and 1024")
 	}

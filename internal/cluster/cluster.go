@@ -131,6 +131,9 @@ type Cluster interface {
 	RemoveWorkspace(ctx context.Context, projectID, sessionID string) error
 	// List returns every resource labelled managed-by=rdev.
 	List(ctx context.Context) ([]Resource, error)
+	// Delete removes one resource List returned (with what it owns: a
+	// pod's processes and workspaces); one already gone is not an error.
+	Delete(ctx context.Context, r Resource) error
 	// Exec starts a process in a session's workspace.
 	Exec(ctx context.Context, spec ExecSpec) (Proc, error)
 }

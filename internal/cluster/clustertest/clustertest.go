@@ -116,6 +116,54 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			}
 		}
 	})
+	t.Run("DeleteOneResource", func(t *testing.T) {
+		e := newEnv(t)
+		if err := e.Cluster.Deploy(ctx, e.NewProject(t, "del", rdev.Component{Name: "app", Command: "sleep 60"})); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "del") })
+		for _, sid := range []string{"s1", "s2"} {
+			if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "del", SessionID: sid, Branch: "feature", CloneURL: "http://rdev.test/git/del.git"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		find := func(kind, session string) *cluster.Resource {
+			rs, err := e.Cluster.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				if r.Kind == kind && r.Labels[cluster.LabelSession] == session {
+					return &r
+				}
+			}
+			return nil
+		}
+		// One session's workspace goes; the other and the pod stay.
+		ws := find("workspace", "s1")
+		if ws == nil {
+			t.Fatal("no workspace s1 listed")
+		}
+		if err := e.Cluster.Delete(ctx, *ws); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Cluster.Delete(ctx, *ws); err != nil {
+			t.Fatalf("deleting it again: %v", err)
+		}
+		if find("workspace", "s1") != nil || find("workspace", "s2") == nil {
+			t.Fatal("wrong workspace removed")
+		}
+		if _, err := e.Cluster.RunningPod(ctx, "del"); err != nil {
+			t.Fatalf("the pod went with a workspace: %v", err)
+		}
+		pod := find("pod", "")
+		if err := e.Cluster.Delete(ctx, *pod); err != nil {
+			t.Fatal(err)
+		}
+		if rs, _ := e.Cluster.List(ctx); len(rs) != 0 {
+			t.Fatalf("left after deleting the pod: %+v", rs)
+		}
+	})
 	t.Run("WorkspaceIsTheBranch", func(t *testing.T) {
 		e := newEnv(t)
 		if err := e.Cluster.Deploy(ctx, e.NewProject(t, "ws")); err != nil {

@@ -365,25 +365,34 @@ func (c *Cluster) DeleteSelected(ctx context.Context, selector cluster.Labels) e
 	}
 	var errs []error
 	for _, r := range rs {
-		if !r.Labels.Matches(selector) {
-			continue
-		}
-		project := r.Labels[cluster.LabelProject]
-		switch r.Kind {
-		case "pod":
-			if err := c.Undeploy(ctx, project); err != nil {
-				errs = append(errs, fmt.Errorf("pod %s: %w", r.Name, err))
+		if r.Labels.Matches(selector) {
+			if err := c.Delete(ctx, r); err != nil {
+				errs = append(errs, err)
 			}
-		case "workspace":
-			if err := c.RemoveWorkspace(ctx, project, r.Labels[cluster.LabelSession]); err != nil {
-				errs = append(errs, fmt.Errorf("workspace %s: %w", r.Name, err))
-			}
-		case "process":
-			// Removed with its pod; a process selected alone is stopped by
-			// redeploying without it, which is the pod's business.
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Delete removes one resource: a pod with its processes and workspaces, or
+// one workspace. A process goes with its pod (stopping one component alone
+// is a redeploy without it), so deleting one is a no-op.
+func (c *Cluster) Delete(ctx context.Context, r cluster.Resource) error {
+	project := r.Labels[cluster.LabelProject]
+	switch r.Kind {
+	case "pod":
+		if err := c.Undeploy(ctx, project); err != nil {
+			return fmt.Errorf("pod %s: %w", r.Name, err)
+		}
+	case "workspace":
+		if err := c.RemoveWorkspace(ctx, project, r.Labels[cluster.LabelSession]); err != nil {
+			return fmt.Errorf("workspace %s: %w", r.Name, err)
+		}
+	case "process":
+	default:
+		return fmt.Errorf("%s %s: not a kind of the local cluster", r.Kind, r.Name)
+	}
+	return nil
 }
 
 // Close stops every process (the server is shutting down; Recover starts
