@@ -40,7 +40,17 @@ type ControlPlane struct {
 	Config *rest.Config // admin: member of system:masters
 	URL    string
 	Token  string
-	dir    string
+	// LimitedToken authenticates user "rdev-test-limited" (group
+	// "rdev-test"), who may do only what RBAC objects grant.
+	LimitedToken string
+	dir          string
+}
+
+// ConfigFor is Config with another bearer token.
+func (cp *ControlPlane) ConfigFor(token string) *rest.Config {
+	c := rest.CopyConfig(cp.Config)
+	c.BearerToken = token
+	return c
 }
 
 // Start runs a control plane for the test and stops it at the end. Without
@@ -58,7 +68,7 @@ func Start(t testing.TB) *ControlPlane {
 		}
 	}
 	dir := t.TempDir()
-	cp := &ControlPlane{dir: dir, Token: randomHex(16)}
+	cp := &ControlPlane{dir: dir, Token: randomHex(16), LimitedToken: randomHex(16)}
 	etcdPort, apiPort := freePort(t), freePort(t)
 	run(t, dir, "kine", filepath.Join(bin, "kine"), "--listen-address", "127.0.0.1:"+etcdPort, "--metrics-bind-address", "0",
 		"--endpoint", "sqlite://"+filepath.Join(dir, "kine.db")+"?_journal=WAL&cache=shared")
@@ -69,7 +79,8 @@ func Start(t testing.TB) *ControlPlane {
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	write(t, filepath.Join(dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	write(t, filepath.Join(dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
-	write(t, filepath.Join(dir, "tokens.csv"), []byte(cp.Token+",rdev-test-admin,rdev-test-admin,system:masters\n"))
+	write(t, filepath.Join(dir, "tokens.csv"), []byte(cp.Token+",rdev-test-admin,rdev-test-admin,system:masters\n"+
+		cp.LimitedToken+",rdev-test-limited,rdev-test-limited,rdev-test\n"))
 	run(t, dir, "kube-apiserver", filepath.Join(bin, "kube-apiserver"),
 		"--etcd-servers", "http://127.0.0.1:"+etcdPort,
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", apiPort,
