@@ -66,7 +66,9 @@ func (r *Resources) kinds() []kind {
 				}
 				return out, l.Continue, nil
 			},
-			del: func(ctx context.Context, n string) error { return c.NetworkingV1().Ingresses(ns).Delete(ctx, n, delOpts) },
+			del: func(ctx context.Context, n string) error {
+				return c.NetworkingV1().Ingresses(ns).Delete(ctx, n, delOpts)
+			},
 			delAll: func(ctx context.Context, sel string) error {
 				return c.NetworkingV1().Ingresses(ns).DeleteCollection(ctx, delOpts, metav1.ListOptions{LabelSelector: sel})
 			}},
