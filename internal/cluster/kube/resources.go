@@ -15,6 +15,9 @@ import (
 	"maps"
 	"slices"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -47,92 +50,56 @@ func resource(k string, m metav1.ObjectMeta) cluster.Resource {
 	return cluster.Resource{Kind: k, Name: m.Name, Labels: cluster.Labels(m.Labels), CreatedAt: m.CreationTimestamp.UTC()}
 }
 
+// lister adapts a typed List call of one kind to kind.list.
+func lister[L any, T any](name string, list func(context.Context, metav1.ListOptions) (L, error),
+	items func(L) ([]T, string), meta func(*T) metav1.ObjectMeta) func(context.Context, metav1.ListOptions) ([]cluster.Resource, string, error) {
+	return func(ctx context.Context, o metav1.ListOptions) ([]cluster.Resource, string, error) {
+		l, err := list(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		objs, next := items(l)
+		out := make([]cluster.Resource, len(objs))
+		for i := range objs {
+			out[i] = resource(name, meta(&objs[i]))
+		}
+		return out, next, nil
+	}
+}
+
 // Kinds of objects rdev manages, in the order deletion takes them: what
 // routes traffic first, then what runs.
 func (r *Resources) kinds() []kind {
 	ns, c := r.Namespace, r.Client
 	bg := metav1.DeletePropagationBackground
-	delOpts := metav1.DeleteOptions{PropagationPolicy: &bg}
+	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
+	sel := func(s string) metav1.ListOptions { return metav1.ListOptions{LabelSelector: s} }
+	ing, svc, dep, pod, sec := c.NetworkingV1().Ingresses(ns), c.CoreV1().Services(ns), c.AppsV1().Deployments(ns), c.CoreV1().Pods(ns), c.CoreV1().Secrets(ns)
 	return []kind{
 		{name: "Ingress",
-			list: func(ctx context.Context, o metav1.ListOptions) ([]cluster.Resource, string, error) {
-				l, err := c.NetworkingV1().Ingresses(ns).List(ctx, o)
-				if err != nil {
-					return nil, "", err
-				}
-				out := make([]cluster.Resource, len(l.Items))
-				for i := range l.Items {
-					out[i] = resource("Ingress", l.Items[i].ObjectMeta)
-				}
-				return out, l.Continue, nil
-			},
-			del: func(ctx context.Context, n string) error {
-				return c.NetworkingV1().Ingresses(ns).Delete(ctx, n, delOpts)
-			},
-			delAll: func(ctx context.Context, sel string) error {
-				return c.NetworkingV1().Ingresses(ns).DeleteCollection(ctx, delOpts, metav1.ListOptions{LabelSelector: sel})
-			}},
-		{name: "Service",
-			list: func(ctx context.Context, o metav1.ListOptions) ([]cluster.Resource, string, error) {
-				l, err := c.CoreV1().Services(ns).List(ctx, o)
-				if err != nil {
-					return nil, "", err
-				}
-				out := make([]cluster.Resource, len(l.Items))
-				for i := range l.Items {
-					out[i] = resource("Service", l.Items[i].ObjectMeta)
-				}
-				return out, l.Continue, nil
-			},
-			del: func(ctx context.Context, n string) error { return c.CoreV1().Services(ns).Delete(ctx, n, delOpts) }},
+			list: lister("Ingress", ing.List, func(l *networkingv1.IngressList) ([]networkingv1.Ingress, string) { return l.Items, l.Continue },
+				func(o *networkingv1.Ingress) metav1.ObjectMeta { return o.ObjectMeta }),
+			del:    func(ctx context.Context, n string) error { return ing.Delete(ctx, n, opts) },
+			delAll: func(ctx context.Context, s string) error { return ing.DeleteCollection(ctx, opts, sel(s)) }},
+		{name: "Service", // no delete-collection for Services: one by one
+			list: lister("Service", svc.List, func(l *corev1.ServiceList) ([]corev1.Service, string) { return l.Items, l.Continue },
+				func(o *corev1.Service) metav1.ObjectMeta { return o.ObjectMeta }),
+			del: func(ctx context.Context, n string) error { return svc.Delete(ctx, n, opts) }},
 		{name: "Deployment",
-			list: func(ctx context.Context, o metav1.ListOptions) ([]cluster.Resource, string, error) {
-				l, err := c.AppsV1().Deployments(ns).List(ctx, o)
-				if err != nil {
-					return nil, "", err
-				}
-				out := make([]cluster.Resource, len(l.Items))
-				for i := range l.Items {
-					out[i] = resource("Deployment", l.Items[i].ObjectMeta)
-				}
-				return out, l.Continue, nil
-			},
-			del: func(ctx context.Context, n string) error { return c.AppsV1().Deployments(ns).Delete(ctx, n, delOpts) },
-			delAll: func(ctx context.Context, sel string) error {
-				return c.AppsV1().Deployments(ns).DeleteCollection(ctx, delOpts, metav1.ListOptions{LabelSelector: sel})
-			}},
+			list: lister("Deployment", dep.List, func(l *appsv1.DeploymentList) ([]appsv1.Deployment, string) { return l.Items, l.Continue },
+				func(o *appsv1.Deployment) metav1.ObjectMeta { return o.ObjectMeta }),
+			del:    func(ctx context.Context, n string) error { return dep.Delete(ctx, n, opts) },
+			delAll: func(ctx context.Context, s string) error { return dep.DeleteCollection(ctx, opts, sel(s)) }},
 		{name: "Pod",
-			list: func(ctx context.Context, o metav1.ListOptions) ([]cluster.Resource, string, error) {
-				l, err := c.CoreV1().Pods(ns).List(ctx, o)
-				if err != nil {
-					return nil, "", err
-				}
-				out := make([]cluster.Resource, len(l.Items))
-				for i := range l.Items {
-					out[i] = resource("Pod", l.Items[i].ObjectMeta)
-				}
-				return out, l.Continue, nil
-			},
-			del: func(ctx context.Context, n string) error { return c.CoreV1().Pods(ns).Delete(ctx, n, delOpts) },
-			delAll: func(ctx context.Context, sel string) error {
-				return c.CoreV1().Pods(ns).DeleteCollection(ctx, delOpts, metav1.ListOptions{LabelSelector: sel})
-			}},
+			list: lister("Pod", pod.List, func(l *corev1.PodList) ([]corev1.Pod, string) { return l.Items, l.Continue },
+				func(o *corev1.Pod) metav1.ObjectMeta { return o.ObjectMeta }),
+			del:    func(ctx context.Context, n string) error { return pod.Delete(ctx, n, opts) },
+			delAll: func(ctx context.Context, s string) error { return pod.DeleteCollection(ctx, opts, sel(s)) }},
 		{name: "Secret",
-			list: func(ctx context.Context, o metav1.ListOptions) ([]cluster.Resource, string, error) {
-				l, err := c.CoreV1().Secrets(ns).List(ctx, o)
-				if err != nil {
-					return nil, "", err
-				}
-				out := make([]cluster.Resource, len(l.Items))
-				for i := range l.Items {
-					out[i] = resource("Secret", l.Items[i].ObjectMeta)
-				}
-				return out, l.Continue, nil
-			},
-			del: func(ctx context.Context, n string) error { return c.CoreV1().Secrets(ns).Delete(ctx, n, delOpts) },
-			delAll: func(ctx context.Context, sel string) error {
-				return c.CoreV1().Secrets(ns).DeleteCollection(ctx, delOpts, metav1.ListOptions{LabelSelector: sel})
-			}},
+			list: lister("Secret", sec.List, func(l *corev1.SecretList) ([]corev1.Secret, string) { return l.Items, l.Continue },
+				func(o *corev1.Secret) metav1.ObjectMeta { return o.ObjectMeta }),
+			del:    func(ctx context.Context, n string) error { return sec.Delete(ctx, n, opts) },
+			delAll: func(ctx context.Context, s string) error { return sec.DeleteCollection(ctx, opts, sel(s)) }},
 	}
 }
 
