@@ -92,7 +92,7 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 	wanted[devName] = true
 	dev := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: devName, Namespace: ns, Labels: devLabels},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "workspace", Image: d.Images.Workspace,
-			Command: []string{"/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"},
+			Command:    []string{"/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"},
 			WorkingDir: "/workspace"}}}}
 	if _, err := c.CoreV1().Pods(ns).Create(ctx, dev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("pod %s: %w", devName, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -20,10 +19,7 @@ func TestDeployOnTheAPIServer(t *testing.T) {
 	kc, err := kubernetes.NewForConfig(cp.Config)
 	must(t, err)
 	ctx := context.Background()
-	_, err = kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	must(t, err)
-	_, err = kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	must(t, err)
+	namespace(t, kc)
 	d := &kube.Deployer{Resources: kube.Resources{Client: kc, Namespace: ns}, Images: kube.Images{Component: "debian:12", Workspace: "rdev-workspace:1"}}
 	port, api := 3000, 8080
 	p := &rdev.Project{ID: "shop", Name: "Shop", DefaultBranch: "main", Components: []rdev.Component{

@@ -102,12 +102,7 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 	kc, err := kubernetes.NewForConfig(cp.Config)
 	must(t, err)
 	ctx := context.Background()
-	_, err = kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	must(t, err)
-	// No controller manager here: the namespace's default service account,
-	// which pod admission looks up, is made by hand.
-	_, err = kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	must(t, err)
+	namespace(t, kc)
 	for _, p := range []string{"gone", "kept", "denied"} {
 		objects(t, kc, p)
 	}
@@ -187,6 +182,17 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 			t.Fatalf("kept: %v", got)
 		}
 	})
+}
+
+// namespace makes rdev's namespace. No controller manager runs here, so
+// its default service account, which pod admission looks up, is made by
+// hand.
+func namespace(t *testing.T, kc kubernetes.Interface) {
+	ctx := context.Background()
+	_, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	must(t, err)
 }
 
 type projectIDs []string
