@@ -129,7 +129,13 @@ func (s *Store) FinishCommand(ctx context.Context, c *rdev.Command) error {
 
 // ListEvents returns at most limit events after the id after.
 func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, limit int) ([]rdev.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, type, data, enc, meta, at FROM command_events WHERE command_id = $1 AND id > $2 ORDER BY id LIMIT $3`, commandID, after, limit)
+	return s.listEvents(ctx, "command_events", "command_id", commandID, after, limit)
+}
+
+// listEvents reads the events of one command or task (table and owner
+// column name which) after the id after.
+func (s *Store) listEvents(ctx context.Context, table, owner, id string, after int64, limit int) ([]rdev.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, type, data, enc, meta, at FROM `+table+` WHERE `+owner+` = $1 AND id > $2 ORDER BY id LIMIT $3`, id, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +149,7 @@ func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, l
 			return nil, err
 		}
 		if e.Data, err = outbuf.Unpack(e.Data, enc); err != nil {
-			return nil, fmt.Errorf("command %s event %d: %w", commandID, e.ID, err)
+			return nil, fmt.Errorf("%s of %s, event %d: %w", table, id, e.ID, err)
 		}
 		e.ExitCode, e.Signal, e.Reason, e.PID, e.At = m.ExitCode, m.Signal, m.Reason, m.PID, utc(e.At)
 		out = append(out, e)

@@ -146,7 +146,13 @@ func (s *Store) FinishCommand(ctx context.Context, c *rdev.Command) error {
 
 // ListEvents returns at most limit events after the id after.
 func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, limit int) ([]rdev.Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, type, data, enc, meta, at FROM command_events WHERE command_id = ? AND id > ? ORDER BY id LIMIT ?`, commandID, after, limit)
+	return s.listEvents(ctx, "command_events", "command_id", commandID, after, limit)
+}
+
+// listEvents reads the events of one command or task (table and owner
+// column name which) after the id after.
+func (s *Store) listEvents(ctx context.Context, table, owner, id string, after int64, limit int) ([]rdev.Event, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, type, data, enc, meta, at FROM `+table+` WHERE `+owner+` = ? AND id > ? ORDER BY id LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +167,7 @@ func (s *Store) ListEvents(ctx context.Context, commandID string, after int64, l
 			return nil, err
 		}
 		if e.Data, err = outbuf.Unpack(e.Data, enc); err != nil {
-			return nil, fmt.Errorf("command %s event %d: %w", commandID, e.ID, err)
+			return nil, fmt.Errorf("%s of %s, event %d: %w", table, id, e.ID, err)
 		}
 		var m eventMeta
 		json.Unmarshal([]byte(meta), &m)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -255,29 +254,7 @@ func (s *Store) AppendTaskLog(ctx context.Context, taskID string, events []rdev.
 
 // ListTaskLog returns at most limit log events after the id after.
 func (s *Store) ListTaskLog(ctx context.Context, taskID string, after int64, limit int) ([]rdev.Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, type, data, enc, meta, at FROM task_events WHERE task_id = ? AND id > ? ORDER BY id LIMIT ?`, taskID, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []rdev.Event{}
-	for rows.Next() {
-		var e rdev.Event
-		var meta string
-		var at int64
-		var enc int
-		if err := rows.Scan(&e.ID, &e.Type, &e.Data, &enc, &meta, &at); err != nil {
-			return nil, err
-		}
-		if e.Data, err = outbuf.Unpack(e.Data, enc); err != nil {
-			return nil, fmt.Errorf("task %s log event %d: %w", taskID, e.ID, err)
-		}
-		var m eventMeta
-		json.Unmarshal([]byte(meta), &m)
-		e.ExitCode, e.Signal, e.Reason, e.PID, e.At = m.ExitCode, m.Signal, m.Reason, m.PID, fromMicros(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.listEvents(ctx, "task_events", "task_id", taskID, after, limit)
 }
 
 const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at`
