@@ -252,8 +252,8 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	}
 	go (&loop.CheckoutCleanup{Store: store, Now: time.Now, Log: log}).Run(loops, c.CleanupInterval)
 	go (&loop.SessionCleanup{Sessions: svc, Now: time.Now, Idle: c.IdleTimeout, Log: log}).Run(loops, c.CleanupInterval)
-	if c.ReaperInterval <= 0 {
-		return errors.New("--reaper-interval must be positive")
+	if c.ReaperInterval <= 0 || c.TaskLease <= 0 || c.WorkerTimeout <= 0 || c.ReviewTimeout <= 0 {
+		return errors.New("--reaper-interval, --task-lease, --worker-timeout and --review-timeout must be positive")
 	}
 	go (&loop.TaskReaper{Tasks: svc, Now: time.Now, Log: log}).Run(loops, c.ReaperInterval)
 	if c.GCInterval <= 0 || c.GCWindow <= 0 {
