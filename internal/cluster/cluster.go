@@ -7,6 +7,7 @@ package cluster
 import (
 	"context"
 	"io"
+	"strings"
 	"syscall"
 	"time"
 
@@ -99,6 +100,10 @@ type WorkspaceSpec struct {
 	Token string
 	// Commit is the branch's commit, when the caller knows it.
 	Commit string
+	// PreviewPort is the port the session's preview listens on in the pod
+	// (rdev.DefaultPreviewPort when 0). The local backend maps it to a free
+	// port of the machine.
+	PreviewPort int
 }
 
 // Workspace is a prepared session workspace.
@@ -168,4 +173,20 @@ var Signals = map[string]syscall.Signal{
 	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2, "SIGTERM": syscall.SIGTERM, "SIGCONT": syscall.SIGCONT,
 	"SIGSTOP": syscall.SIGSTOP, "SIGTSTP": syscall.SIGTSTP, "SIGWINCH": syscall.SIGWINCH, "SIGALRM": syscall.SIGALRM,
 	"SIGPIPE": syscall.SIGPIPE,
+}
+
+// WorkspaceConfig is a session workspace's .git/config: origin on rdev's
+// git host, the branch tracking it, and the credential helper (which holds
+// no token itself).
+func WorkspaceConfig(spec WorkspaceSpec, helper string) string {
+	return "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n" +
+		"[remote \"origin\"]\n\turl = " + QuoteConfig(spec.CloneURL) + "\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n" +
+		"[branch " + QuoteConfig(spec.Branch) + "]\n\tremote = origin\n\tmerge = " + QuoteConfig("refs/heads/"+spec.Branch) + "\n" +
+		"[credential]\n\thelper = " + QuoteConfig(helper) + "\n\tuseHttpPath = true\n" +
+		"[rdev]\n\tsession = " + QuoteConfig(spec.SessionID) + "\n"
+}
+
+// QuoteConfig quotes a git config value (or subsection name).
+func QuoteConfig(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`).Replace(v) + `"`
 }

@@ -125,7 +125,7 @@ func (s *Service) CreateSession(ctx context.Context, caller *rdev.APIKey, projec
 		}
 	}
 	if _, err := s.cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: p.ID, SessionID: sid, Branch: branch,
-		CloneURL: s.publicURL + "/git/" + p.ID + ".git", Token: token, Commit: base}); err != nil {
+		CloneURL: s.publicURL + "/git/" + p.ID + ".git", Token: token, Commit: base, PreviewPort: port}); err != nil {
 		undo()
 		return nil, fmt.Errorf("prepare workspace: %w", err)
 	}

@@ -6,4 +6,5 @@ package tools
 import (
 	_ "github.com/k3s-io/kine"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 )

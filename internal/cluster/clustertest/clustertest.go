@@ -19,6 +19,20 @@ type Env struct {
 	// NewProject registers a project whose repository has a commit on
 	// main and a branch "feature".
 	NewProject func(t *testing.T, id string, components ...rdev.Component) *rdev.Project
+	// CloneURL is the project's URL on the git host workspaces clone from,
+	// which accepts the checkout token "tok" (a placeholder when nil: the
+	// local backend clones from the repository on disk).
+	CloneURL func(projectID string) string
+	// ReportsPIDs says the backend knows its components' process ids (the
+	// local one does; Kubernetes keeps them in the nodes).
+	ReportsPIDs bool
+}
+
+func (e Env) cloneURL(id string) string {
+	if e.CloneURL != nil {
+		return e.CloneURL(id)
+	}
+	return "http://rdev.test/git/" + id + ".git"
 }
 
 // Run runs the suite.
@@ -57,7 +71,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 					crashy = pr
 				}
 			}
-			return st.Running && app.State == cluster.StateRunning && app.PID > 0 &&
+			return st.Running && app.State == cluster.StateRunning && (app.PID > 0 || !e.ReportsPIDs) &&
 				crashy.Restarts >= 1 && crashy.LastExit != nil && *crashy.LastExit == 7
 		})
 	})
@@ -68,7 +82,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "lab") })
-		if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "lab", SessionID: "s1", Branch: "feature", CloneURL: "http://rdev.test/git/lab.git"}); err != nil {
+		if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "lab", SessionID: "s1", Branch: "feature", CloneURL: e.cloneURL("lab"), Token: "tok"}); err != nil {
 			t.Fatal(err)
 		}
 		rs, err := e.Cluster.List(ctx)
@@ -109,11 +123,22 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		if _, err := e.Cluster.RunningPod(ctx, "kept"); err != nil {
 			t.Fatalf("kept: %v", err)
 		}
-		rs, _ := e.Cluster.List(ctx)
-		for _, r := range rs {
-			if r.Labels[cluster.LabelProject] == "gone" {
-				t.Fatalf("left behind: %+v", r)
+		// What a backend deletes asynchronously (a pod's grace period, the
+		// pods of a deleted Deployment) must be gone soon after.
+		waitFor(t, func() bool {
+			rs, err := e.Cluster.List(ctx)
+			if err != nil {
+				return false
 			}
+			for _, r := range rs {
+				if r.Labels[cluster.LabelProject] == "gone" {
+					return false
+				}
+			}
+			return true
+		})
+		if _, err := e.Cluster.RunningPod(ctx, "kept"); err != nil {
+			t.Fatalf("kept after the other's deletion: %v", err)
 		}
 	})
 	t.Run("DeleteOneResource", func(t *testing.T) {
@@ -123,7 +148,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		}
 		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "del") })
 		for _, sid := range []string{"s1", "s2"} {
-			if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "del", SessionID: sid, Branch: "feature", CloneURL: "http://rdev.test/git/del.git"}); err != nil {
+			if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "del", SessionID: sid, Branch: "feature", CloneURL: e.cloneURL("del"), Token: "tok"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -139,29 +164,41 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			}
 			return nil
 		}
-		// One session's workspace goes; the other and the pod stay.
-		ws := find("workspace", "s1")
-		if ws == nil {
-			t.Fatal("no workspace s1 listed")
+		// Where workspaces are resources of their own (local), one
+		// session's goes; the other and the pod stay.
+		if ws := find("workspace", "s1"); ws != nil {
+			if err := e.Cluster.Delete(ctx, *ws); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Cluster.Delete(ctx, *ws); err != nil {
+				t.Fatalf("deleting it again: %v", err)
+			}
+			if find("workspace", "s1") != nil || find("workspace", "s2") == nil {
+				t.Fatal("wrong workspace removed")
+			}
+			if _, err := e.Cluster.RunningPod(ctx, "del"); err != nil {
+				t.Fatalf("the pod went with a workspace: %v", err)
+			}
 		}
-		if err := e.Cluster.Delete(ctx, *ws); err != nil {
-			t.Fatal(err)
+		// Every resource deleted one by one (twice: a resource already gone
+		// is not an error) leaves nothing, and no running pod.
+		rs, err := e.Cluster.List(ctx)
+		if err != nil || len(rs) == 0 {
+			t.Fatalf("listed %v %v", rs, err)
 		}
-		if err := e.Cluster.Delete(ctx, *ws); err != nil {
-			t.Fatalf("deleting it again: %v", err)
+		for _, r := range rs {
+			for range 2 {
+				if err := e.Cluster.Delete(ctx, r); err != nil {
+					t.Fatalf("delete %s %s: %v", r.Kind, r.Name, err)
+				}
+			}
 		}
-		if find("workspace", "s1") != nil || find("workspace", "s2") == nil {
-			t.Fatal("wrong workspace removed")
-		}
-		if _, err := e.Cluster.RunningPod(ctx, "del"); err != nil {
-			t.Fatalf("the pod went with a workspace: %v", err)
-		}
-		pod := find("pod", "")
-		if err := e.Cluster.Delete(ctx, *pod); err != nil {
-			t.Fatal(err)
-		}
-		if rs, _ := e.Cluster.List(ctx); len(rs) != 0 {
-			t.Fatalf("left after deleting the pod: %+v", rs)
+		waitFor(t, func() bool {
+			left, err := e.Cluster.List(ctx)
+			return err == nil && len(left) == 0
+		})
+		if _, err := e.Cluster.RunningPod(ctx, "del"); !errors.Is(err, rdev.ErrPodNotRunning) {
+			t.Fatalf("a pod runs after every resource was deleted: %v", err)
 		}
 	})
 	t.Run("WorkspaceIsTheBranch", func(t *testing.T) {
@@ -171,7 +208,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		}
 		t.Cleanup(func() { e.Cluster.Undeploy(ctx, "ws") })
 		for _, sid := range []string{"s1", "s2"} {
-			w, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: sid, Branch: "feature", CloneURL: "http://rdev.test/git/ws.git", Token: "tok"})
+			w, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: sid, Branch: "feature", CloneURL: e.cloneURL("ws"), Token: "tok"})
 			if err != nil || w.Path == "" {
 				t.Fatal(w, err)
 			}
@@ -182,14 +219,14 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			}
 			out, _ := io.ReadAll(io.MultiReader(p.Stdout(), p.Stderr()))
 			p.Wait()
-			if string(out) != "feature\norigin/feature\nfeature\n0\nhttp://rdev.test/git/ws.git\n" {
+			if string(out) != "feature\norigin/feature\nfeature\n0\n"+e.cloneURL("ws")+"\n" {
 				t.Fatalf("workspace %s: %q", sid, out)
 			}
 		}
 		if err := e.Cluster.RemoveWorkspace(ctx, "ws", "s2"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: "s3", Branch: "nope", CloneURL: "x"}); err == nil {
+		if _, err := e.Cluster.PrepareWorkspace(ctx, cluster.WorkspaceSpec{ProjectID: "ws", SessionID: "s3", Branch: "nope", CloneURL: e.cloneURL("ws"), Token: "tok"}); err == nil {
 			t.Fatal("a workspace of a missing branch was prepared")
 		}
 	})
@@ -197,10 +234,10 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20s")
+			t.Fatal("condition not met within 60s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

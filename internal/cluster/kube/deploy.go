@@ -31,6 +31,9 @@ const DevComponent = "dev"
 type Deployer struct {
 	Resources
 	Images Images
+	// WorkspaceRoot is the dev pod's working directory, where sessions'
+	// workspaces are made (default /workspace).
+	WorkspaceRoot string
 }
 
 func objectName(projectID, part string) string { return "rdev-" + projectID + "-" + part }
@@ -89,11 +92,15 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 	// The dev pod: the workspace container sessions exec into.
 	devLabels := map[string]string(cluster.ProjectLabels(p.ID).With(cluster.LabelComponent, DevComponent))
 	devName := objectName(p.ID, DevComponent)
+	root := d.WorkspaceRoot
+	if root == "" {
+		root = "/workspace"
+	}
 	wanted[devName] = true
 	dev := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: devName, Namespace: ns, Labels: devLabels},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "workspace", Image: d.Images.Workspace,
-			Command:    []string{"/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"},
-			WorkingDir: "/workspace"}}}}
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: WorkspaceContainer, Image: d.Images.Workspace,
+			Command:    []string{"/bin/sh", "-c", "mkdir -p \"$0\"; trap 'exit 0' TERM; while :; do sleep 3600 & wait; done", root},
+			WorkingDir: root}}}}
 	if _, err := c.CoreV1().Pods(ns).Create(ctx, dev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("pod %s: %w", devName, err)
 	}

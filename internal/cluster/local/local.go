@@ -281,7 +281,7 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	// The whole configuration in one write (each git config call costs a
 	// process): origin on rdev's git host, the branch tracking it, the
 	// credential helper. The token stays in its own file.
-	if err := os.WriteFile(filepath.Join(dir, ".git", "config"), []byte(workspaceConfig(spec, helper)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ".git", "config"), []byte(cluster.WorkspaceConfig(spec, helper)), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -425,20 +425,6 @@ func revParse(ctx context.Context, repo, ref string) (string, error) {
 		return "", fmt.Errorf("no branch %s", strings.TrimPrefix(ref, "refs/heads/"))
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-// workspaceConfig is a session workspace's .git/config.
-func workspaceConfig(spec cluster.WorkspaceSpec, helper string) string {
-	return "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n" +
-		"[remote \"origin\"]\n\turl = " + quoteConfig(spec.CloneURL) + "\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n" +
-		"[branch " + quoteConfig(spec.Branch) + "]\n\tremote = origin\n\tmerge = " + quoteConfig("refs/heads/"+spec.Branch) + "\n" +
-		"[credential]\n\thelper = " + quoteConfig(helper) + "\n\tuseHttpPath = true\n" +
-		"[rdev]\n\tsession = " + quoteConfig(spec.SessionID) + "\n"
-}
-
-// quoteConfig quotes a git config value (or subsection name).
-func quoteConfig(v string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`).Replace(v) + `"`
 }
 
 // writeRef writes a loose ref of a repository's .git directory.

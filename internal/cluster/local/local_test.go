@@ -27,7 +27,7 @@ func conformance(t *testing.T, warm int) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		return clustertest.Env{Cluster: c, NewProject: func(t *testing.T, id string, comps ...rdev.Component) *rdev.Project {
+		return clustertest.Env{Cluster: c, ReportsPIDs: true, NewProject: func(t *testing.T, id string, comps ...rdev.Component) *rdev.Project {
 			src := t.TempDir()
 			run(t, src, "init", "-q", "-b", "main")
 			os.WriteFile(filepath.Join(src, "README"), []byte("hi\n"), 0o644)

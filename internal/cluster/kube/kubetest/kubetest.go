@@ -60,11 +60,7 @@ func Start(t testing.TB) *ControlPlane {
 	bin := BinDir()
 	for _, b := range []string{"kube-apiserver", "kine"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			msg := fmt.Sprintf("%s not built in %s: cd tools/kube && go build -o bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver && go build -o bin/kine github.com/k3s-io/kine", b, bin)
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			need(t, b)
 		}
 	}
 	dir := t.TempDir()
@@ -145,6 +141,17 @@ func run(t testing.TB, dir, name, path string, args ...string) {
 		cmd.Wait()
 		logf.Close()
 	})
+}
+
+// need skips the test for a program not built — or fails it under
+// CI=true, where .ci/run builds them all.
+func need(t testing.TB, program string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s not built in %s: cd tools/kube && go build -o bin/ ./... (see tools/kube/README.md)", program, BinDir())
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
 
 func freePort(t testing.TB) string {
