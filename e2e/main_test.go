@@ -18,7 +18,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"rdev.dev/rdev/client"
+	"rdev.dev/rdev/internal/cluster/kube/kubetest"
 	"rdev.dev/rdev/internal/httpapi/openapitest"
 )
 
@@ -167,4 +173,23 @@ func readKey(t testing.TB, path string) string {
 func drain(r io.Reader) string {
 	b, _ := io.ReadAll(r)
 	return string(b)
+}
+
+// kubeCluster starts a Kubernetes control plane with controllers and a test
+// node, makes namespace ns, and returns an admin kubeconfig file for it.
+func kubeCluster(t *testing.T, ns string) string {
+	cp, _ := kubetest.StartCluster(t)
+	kc, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The service-account controller makes it too; whoever is first.
+	if _, err := kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return cp.Kubeconfig(t)
 }

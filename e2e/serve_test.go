@@ -228,6 +228,28 @@ func TestBadDatabaseURL(t *testing.T) {
 	}
 }
 
+// Bad cluster settings stop the server before it listens, saying why.
+func TestBadClusterSettings(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:1\"}\n"+
+		"users:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster", "nomad"}, `--cluster must be local or kube, not "nomad"`},
+		{[]string{"--cluster", "kube"}, "--cluster kube needs --workspace-image"},
+		{[]string{"--cluster", "kube", "--workspace-image", "w", "--workspace-root", "rel"}, "--workspace-root must be an absolute path"},
+		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kubeconfig", filepath.Join(t.TempDir(), "none")}, "kubernetes client configuration"},
+		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kubeconfig", kubeconfig, "--namespace", "rdev"}, "kubernetes at https://127.0.0.1:1, namespace rdev"},
+	} {
+		_, err := tryStart(t, nil, append([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir()}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

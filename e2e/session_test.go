@@ -44,9 +44,11 @@ func procsWithEnv(kv string) []int {
 
 // TestSessionEndToEnd: deploy, a session on a new branch, rdev exec with
 // its streams and exit code, a push from inside the workspace that obeys
-// the branch rule, and a check-in that leaves no process behind.
+// the branch rule, and a check-in that leaves no process behind — on the
+// local cluster with and without bubblewrap, and on Kubernetes (a real API
+// server, controllers and the test node: every command through pods/exec).
 func TestSessionEndToEnd(t *testing.T) {
-	for _, sandbox := range []string{"bwrap", "none"} {
+	for _, sandbox := range []string{"bwrap", "none", "kube"} {
 		t.Run(sandbox, func(t *testing.T) {
 			if sandbox == "bwrap" {
 				if _, err := exec.LookPath("bwrap"); err != nil {
@@ -63,7 +65,18 @@ func TestSessionEndToEnd(t *testing.T) {
 
 func testSessionEndToEnd(t *testing.T, sandbox string) {
 	data := t.TempDir()
-	s := start(t, nil, "--addr", "127.0.0.1:0", "--data", data, "--sandbox", sandbox)
+	args := []string{"--addr", "127.0.0.1:0", "--data", data}
+	// The session's workspace, as this machine sees it.
+	workspace := func(sid string) string { return filepath.Join(data, "pods", "web", "sessions", sid) }
+	if sandbox == "kube" {
+		root := t.TempDir()
+		args = append(args, "--sandbox", "none", "--cluster", "kube", "--kubeconfig", kubeCluster(t, "rdev"), "--namespace", "rdev",
+			"--workspace-image", "rdev-test/workspace", "--workspace-root", root)
+		workspace = func(sid string) string { return filepath.Join(root, sid) }
+	} else {
+		args = append(args, "--sandbox", sandbox)
+	}
+	s := start(t, nil, args...)
 	admin := readKey(t, filepath.Join(data, "admin.key"))
 	c := s.client(t, admin)
 	ctx := context.Background()
@@ -112,7 +125,7 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		if code == 0 || !strings.Contains(errOut, "may push only to refs/heads/agent/e2e") {
 			t.Fatalf("push to main from the workspace: %d %s", code, errOut)
 		}
-		if b, _ := os.ReadFile(filepath.Join(data, "pods", "web", "sessions", sid, ".git", "config")); strings.Contains(string(b), "rdevco_") {
+		if b, _ := os.ReadFile(filepath.Join(workspace(sid), ".git", "config")); strings.Contains(string(b), "rdevco_") {
 			t.Fatal("the checkout token is in the workspace's .git/config")
 		}
 	})
@@ -165,7 +178,7 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 			}
 			t.Skip("python3 not installed")
 		}
-		os.WriteFile(filepath.Join(data, "pods", "web", "sessions", sid, "hello.txt"), []byte("hello from the session\n"), 0o644)
+		os.WriteFile(filepath.Join(workspace(sid), "hello.txt"), []byte("hello from the session\n"), 0o644)
 		if _, err := c.RunCommand(ctx, "web", sid, client.CommandRequest{Command: "exec python3 -m http.server --bind 127.0.0.1 $PORT"}); err != nil {
 			t.Fatal(err)
 		}
@@ -212,12 +225,16 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		previewHost = u.Host
 	})
 
-	t.Run("SandboxHidesTheDataDirectory", func(t *testing.T) {
-		_, _, code := cli(t, env, "exec", sid, "--", "cat "+filepath.Join(data, "admin.key"))
-		if (sandbox == "bwrap") != (code != 0) {
-			t.Fatalf("reading admin.key from a command (sandbox %s): exit %d", sandbox, code)
-		}
-	})
+	// On Kubernetes rdev's data is in another pod: nothing to hide (the test
+	// node runs pods on this machine, so it would be visible here).
+	if sandbox != "kube" {
+		t.Run("SandboxHidesTheDataDirectory", func(t *testing.T) {
+			_, _, code := cli(t, env, "exec", sid, "--", "cat "+filepath.Join(data, "admin.key"))
+			if (sandbox == "bwrap") != (code != 0) {
+				t.Fatalf("reading admin.key from a command (sandbox %s): exit %d", sandbox, code)
+			}
+		})
+	}
 
 	t.Run("CheckinLeavesNoProcess", func(t *testing.T) {
 		if _, err := c.RunCommand(ctx, "web", sid, client.CommandRequest{Command: "sleep 300 & sleep 300 & wait"}); err != nil {
@@ -235,7 +252,7 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		if pids := procsWithEnv("RDEV_SESSION=" + sid); len(pids) != 0 {
 			t.Fatalf("processes of the session left after check-in: %v", pids)
 		}
-		if _, err := os.Stat(filepath.Join(data, "pods", "web", "sessions", sid)); !os.IsNotExist(err) {
+		if _, err := os.Stat(workspace(sid)); !os.IsNotExist(err) {
 			t.Fatal("the workspace is still there")
 		}
 		// The preview is gone, cookie or key.

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/cluster/local"
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
@@ -47,6 +48,8 @@ type ServeConfig struct {
 	IdleTimeout     time.Duration
 	Sandbox         string
 	WarmWorkspaces  int
+	Cluster         string // local or kube
+	Kube            KubeConfig
 	ReviewWorkers   int
 	ReviewTimeout   time.Duration
 	TaskLease       time.Duration
@@ -101,6 +104,13 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often resources left behind in the cluster are collected")
 	f.DurationVar(&c.GCWindow, "gc-window", loop.DefaultGCWindow, "how old a resource of a project without a record must be before the GC deletes it")
 	f.BoolVar(&c.GCDryRun, "gc-dry-run", false, "log what the resource GC would delete, and delete nothing")
+	f.StringVar(&c.Cluster, "cluster", "local", "where projects run: local (this machine) or kube (a Kubernetes cluster)")
+	f.StringVar(&c.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig file for --cluster kube (default: in-cluster configuration, else $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&c.Kube.Namespace, "namespace", "", "namespace of every object rdev makes with --cluster kube (default: the pod's own namespace in a cluster, else the kubeconfig context's)")
+	f.StringVar(&c.Kube.WorkspaceImage, "workspace-image", "", "image of projects' dev pods, where sessions run; needs sh and git (--cluster kube)")
+	f.StringVar(&c.Kube.ComponentImage, "component-image", "", "image of components that name none (--cluster kube; default: the workspace image)")
+	f.StringVar(&c.Kube.WorkspaceRoot, "workspace-root", "/workspace", "directory of the dev pod holding sessions' workspaces (--cluster kube)")
+	f.DurationVar(&c.Kube.ReadyTimeout, "pod-ready-timeout", 3*time.Minute, "how long a deploy waits for the project's dev pod to be Ready (--cluster kube)")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -211,17 +221,31 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if err != nil {
 		return err
 	}
-	log.Info("local cluster", "sandbox", sandbox)
-	pods, err := local.New(local.Config{Dir: filepath.Join(c.Data, "pods"), RepoPath: git.Path,
+	localCfg := local.Config{Dir: filepath.Join(c.Data, "pods"), RepoPath: git.Path,
 		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now, Sandbox: sandbox, DataDir: c.Data, Executable: self,
-		WarmWorkspaces: c.WarmWorkspaces})
-	if err != nil {
-		return err
+		WarmWorkspaces: c.WarmWorkspaces}
+	var pods cluster.Cluster
+	switch c.Cluster {
+	case "local":
+		log.Info("local cluster", "sandbox", sandbox)
+		lc, err := local.New(localCfg)
+		if err != nil {
+			return err
+		}
+		if err := lc.Recover(ctx); err != nil {
+			log.Warn("restart pods", "err", err)
+		}
+		defer lc.Close()
+		pods = lc
+	case "kube":
+		kc, err := openKube(ctx, c.Kube, log)
+		if err != nil {
+			return err
+		}
+		pods = kc
+	default:
+		return fmt.Errorf("--cluster must be local or kube, not %q", c.Cluster)
 	}
-	if err := pods.Recover(ctx); err != nil {
-		log.Warn("restart pods", "err", err)
-	}
-	defer pods.Close()
 	secret, err := previewSecret(c.Data)
 	if err != nil {
 		return err
@@ -265,7 +289,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return errors.New("--review-workers must be between 0 and 1024")
 	}
 	if c.ReviewWorkers > 0 {
-		stop, err := startReviewWorkers(loops, svc, git, pods, c, log)
+		stop, err := startReviewWorkers(loops, svc, git, local.Sandboxer(localCfg), c, log)
 		if err != nil {
 			return err
 		}
@@ -295,7 +319,9 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 
 // startReviewWorkers registers the built-in review worker and runs it;
 // stop waits for its reviews to stop and removes it from the pool.
-func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.Host, pods *local.Cluster, c ServeConfig, log *slog.Logger) (func(), error) {
+// Reviews run on this server's machine (in bubblewrap when usable) with
+// either cluster.
+func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.Host, sandboxed func([]string, string, string) []string, c ServeConfig, log *slog.Logger) (func(), error) {
 	dir := filepath.Join(c.Data, "reviews")
 	os.RemoveAll(dir) // workspaces of reviews cut short by a crash
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -310,7 +336,7 @@ func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.
 		Checkout: func(ctx context.Context, project, commit, dir string) error {
 			return worker.GitCheckout(ctx, git.Path(project), commit, dir, true)
 		},
-		Sandbox: pods.Sandboxed,
+		Sandbox: sandboxed,
 		Dir:     dir,
 		Timeout: c.ReviewTimeout,
 		Env:     withoutRdevVars(os.Environ()),

@@ -91,3 +91,9 @@ func mustAbs(p string) string {
 func (c *Cluster) Sandboxed(argv []string, projectID, dir string) []string {
 	return c.wrap(argv, projectID, dir, dir)
 }
+
+// Sandboxer is Sandboxed for cfg without a cluster: what review workers use
+// when projects run elsewhere.
+func Sandboxer(cfg Config) func(argv []string, projectID, dir string) []string {
+	return (&Cluster{cfg: cfg}).Sandboxed
+}

@@ -505,8 +505,8 @@ func selfSigned(t testing.TB) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// kubeconfig writes a kubeconfig file for the admin token.
-func (cp *ControlPlane) kubeconfig(t testing.TB) string {
+// Kubeconfig writes a kubeconfig file for the admin token and returns its path.
+func (cp *ControlPlane) Kubeconfig(t testing.TB) string {
 	p := filepath.Join(cp.dir, "admin.kubeconfig")
 	write(t, p, []byte(`apiVersion: v1
 kind: Config
@@ -532,7 +532,7 @@ func (cp *ControlPlane) StartControllers(t testing.TB) {
 	if _, err := os.Stat(bin); err != nil {
 		need(t, "kube-controller-manager")
 	}
-	run(t, cp.dir, "kube-controller-manager", bin, "--kubeconfig", cp.kubeconfig(t),
+	run(t, cp.dir, "kube-controller-manager", bin, "--kubeconfig", cp.Kubeconfig(t),
 		"--controllers", "deployment-controller,replicaset-controller,garbage-collector-controller,serviceaccount-controller",
 		"--leader-elect=false", "--secure-port", "0", "--bind-address", "127.0.0.1",
 		"--concurrent-deployment-syncs", "10", "--concurrent-replicaset-syncs", "10")
