@@ -25,6 +25,11 @@ type KubeConfig struct {
 	ComponentImage string
 	WorkspaceRoot  string
 	ReadyTimeout   time.Duration
+	// Previews.
+	PreviewMode        string
+	IngressClass       string
+	ForwardAuthURL     string
+	IngressAnnotations map[string]string
 }
 
 // inClusterNamespace is where a pod's service account says it runs.
@@ -65,7 +70,7 @@ func kubeClientConfig(c KubeConfig) (*rest.Config, string, error) {
 
 // openKube connects to the cluster and checks that rdev may work in its
 // namespace before the server starts.
-func openKube(ctx context.Context, c KubeConfig, log *slog.Logger) (*kube.Cluster, error) {
+func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string, log *slog.Logger) (*kube.Cluster, error) {
 	if c.WorkspaceImage == "" {
 		return nil, errors.New("--cluster kube needs --workspace-image (an image with sh and git, where sessions run)")
 	}
@@ -75,12 +80,25 @@ func openKube(ctx context.Context, c KubeConfig, log *slog.Logger) (*kube.Cluste
 	if !strings.HasPrefix(c.WorkspaceRoot, "/") {
 		return nil, fmt.Errorf("--workspace-root must be an absolute path, not %q", c.WorkspaceRoot)
 	}
+	if c.PreviewMode != kube.PreviewProxy && c.PreviewMode != kube.PreviewIngress {
+		return nil, fmt.Errorf("--preview-mode must be proxy or ingress, not %q", c.PreviewMode)
+	}
 	if c.ReadyTimeout <= 0 {
 		return nil, errors.New("--pod-ready-timeout must be positive")
 	}
+	if c.PreviewMode == kube.PreviewIngress && c.ForwardAuthURL == "" {
+		c.ForwardAuthURL = strings.TrimRight(publicURL, "/") + "/api/v1/preview-auth"
+	}
+	previews := kube.Previews{Mode: c.PreviewMode, Domain: previewDomain, IngressClass: c.IngressClass,
+		ForwardAuthURL: c.ForwardAuthURL, Annotations: c.IngressAnnotations}
 	cfg, ns, err := kubeClientConfig(c)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.QPS == 0 {
+		// client-go's default (5 per second, bursts of 10) would make a GC
+		// pass over thousands of orphans take minutes.
+		cfg.QPS, cfg.Burst = 100, 200
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -91,7 +109,7 @@ func openKube(ctx context.Context, c KubeConfig, log *slog.Logger) (*kube.Cluste
 	if _, err := kc.CoreV1().Pods(ns).List(cctx, metav1.ListOptions{Limit: 1}); err != nil {
 		return nil, fmt.Errorf("kubernetes at %s, namespace %s: %w", cfg.Host, ns, err)
 	}
-	log.Info("kubernetes cluster", "server", cfg.Host, "namespace", ns, "workspace_image", c.WorkspaceImage)
+	log.Info("kubernetes cluster", "server", cfg.Host, "namespace", ns, "workspace_image", c.WorkspaceImage, "preview_mode", c.PreviewMode)
 	return kube.New(kube.Config{Client: kc, REST: cfg, Namespace: ns, WorkspaceRoot: c.WorkspaceRoot, ReadyTimeout: c.ReadyTimeout,
-		Images: kube.Images{Workspace: c.WorkspaceImage, Component: c.ComponentImage}, Log: log})
+		Images: kube.Images{Workspace: c.WorkspaceImage, Component: c.ComponentImage}, Previews: previews, Log: log})
 }

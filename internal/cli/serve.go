@@ -49,6 +49,7 @@ type ServeConfig struct {
 	Sandbox         string
 	WarmWorkspaces  int
 	Cluster         string // local or kube
+	GCConcurrency   int
 	Kube            KubeConfig
 	ReviewWorkers   int
 	ReviewTimeout   time.Duration
@@ -111,6 +112,11 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.Kube.ComponentImage, "component-image", "", "image of components that name none (--cluster kube; default: the workspace image)")
 	f.StringVar(&c.Kube.WorkspaceRoot, "workspace-root", "/workspace", "directory of the dev pod holding sessions' workspaces (--cluster kube)")
 	f.DurationVar(&c.Kube.ReadyTimeout, "pod-ready-timeout", 3*time.Minute, "how long a deploy waits for the project's dev pod to be Ready (--cluster kube)")
+	f.StringVar(&c.Kube.PreviewMode, "preview-mode", "proxy", "how previews are served with --cluster kube: proxy (through rdev) or ingress (an Ingress per session, with forward auth to rdev)")
+	f.StringVar(&c.Kube.IngressClass, "ingress-class", "", "class of preview Ingresses (--preview-mode ingress; default: the cluster's default class)")
+	f.StringVar(&c.Kube.ForwardAuthURL, "forward-auth-url", "", "rdev's forward-auth endpoint as the ingress controller reaches it (--preview-mode ingress; default <public-url>/api/v1/preview-auth)")
+	f.StringToStringVar(&c.Kube.IngressAnnotations, "ingress-annotation", nil, "extra annotations of preview Ingresses, KEY=VALUE (repeatable; --preview-mode ingress)")
+	f.IntVar(&c.GCConcurrency, "gc-concurrency", loop.DefaultGCConcurrency, "how many deletions a resource GC pass runs at once")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
 }
@@ -224,6 +230,9 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	localCfg := local.Config{Dir: filepath.Join(c.Data, "pods"), RepoPath: git.Path,
 		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now, Sandbox: sandbox, DataDir: c.Data, Executable: self,
 		WarmWorkspaces: c.WarmWorkspaces}
+	if c.Cluster != "kube" && c.Kube.PreviewMode != "proxy" {
+		return errors.New("--preview-mode ingress needs --cluster kube")
+	}
 	var pods cluster.Cluster
 	switch c.Cluster {
 	case "local":
@@ -238,7 +247,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		defer lc.Close()
 		pods = lc
 	case "kube":
-		kc, err := openKube(ctx, c.Kube, log)
+		kc, err := openKube(ctx, c.Kube, c.PreviewDomain, publicURL, log)
 		if err != nil {
 			return err
 		}
@@ -280,10 +289,10 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return errors.New("--reaper-interval, --task-lease, --worker-timeout and --review-timeout must be positive")
 	}
 	go (&loop.TaskReaper{Tasks: svc, Now: time.Now, Log: log}).Run(loops, c.ReaperInterval)
-	if c.GCInterval <= 0 || c.GCWindow <= 0 {
-		return errors.New("--gc-interval and --gc-window must be positive")
+	if c.GCInterval <= 0 || c.GCWindow <= 0 || c.GCConcurrency <= 0 {
+		return errors.New("--gc-interval, --gc-window and --gc-concurrency must be positive")
 	}
-	go (&loop.ResourceGC{Cluster: pods, Projects: store, Now: time.Now, Window: c.GCWindow, DryRun: c.GCDryRun, Log: log,
+	go (&loop.ResourceGC{Cluster: pods, Projects: store, Now: time.Now, Window: c.GCWindow, DryRun: c.GCDryRun, Concurrency: c.GCConcurrency, Log: log,
 		Metrics: loop.NewGCMetrics(reg)}).Run(loops, c.GCInterval)
 	if c.ReviewWorkers < 0 || c.ReviewWorkers > 1024 {
 		return errors.New("--review-workers must be between 0 and 1024")

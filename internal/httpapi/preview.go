@@ -167,11 +167,19 @@ func (s *Server) createPreviewLink(w http.ResponseWriter, r *http.Request) {
 // previewAuth is the forward-auth endpoint an ingress calls before it
 // sends a request to a session's preview: the original host in
 // X-Forwarded-Host (<session>.<preview-domain>), the original URI in
-// X-Forwarded-Uri, and the client's Cookie and Authorization headers.
+// X-Forwarded-Uri (as Traefik sends them) or both in X-Original-URL (as
+// ingress-nginx does), and the client's Cookie and Authorization headers.
 // 200 admits; 401, 403 and 404 refuse, as the proxy itself would.
 func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
+	host, uri := r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Uri")
+	if host == "" {
+		// ingress-nginx's auth-url sends the whole original URL instead.
+		if u, err := url.Parse(r.Header.Get("X-Original-URL")); err == nil && u.Host != "" {
+			host, uri = u.Host, u.RequestURI()
+		}
+	}
 	fr := r.Clone(r.Context())
-	fr.Host = r.Header.Get("X-Forwarded-Host")
+	fr.Host = host
 	sid := s.previewSession(fr)
 	if sid == "" {
 		previewError(w, http.StatusNotFound, "rdev: X-Forwarded-Host does not name a session preview")
@@ -182,7 +190,7 @@ func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
 		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid+": it does not exist or has ended")
 		return
 	}
-	if u, err := url.ParseRequestURI(r.Header.Get("X-Forwarded-Uri")); err == nil {
+	if u, err := url.ParseRequestURI(uri); err == nil {
 		if tok := u.Query().Get(service.PreviewTokenParam); tok != "" {
 			if _, ok := s.svc.PreviewTokenValid(sid, tok); ok {
 				w.WriteHeader(http.StatusOK)

@@ -143,6 +143,11 @@ func TestPreview(t *testing.T) {
 			"Link":       {map[string]string{"X-Forwarded-Uri": "/" + tok}, 200},
 			"BadLink":    {map[string]string{"X-Forwarded-Uri": "/?rdev_preview_token=1.x"}, 401},
 			"OtherHost":  {map[string]string{"X-Forwarded-Host": "snosuch.preview.localhost", "Authorization": "Bearer " + h.admin}, 404},
+			// As ingress-nginx asks: the original URL in one header.
+			"NginxKey":       {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/app", "Authorization": "Bearer " + h.admin}, 200},
+			"NginxNothing":   {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/app"}, 401},
+			"NginxLink":      {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/" + tok}, 200},
+			"NginxOtherHost": {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://snosuch.preview.localhost/", "Authorization": "Bearer " + h.admin}, 404},
 		} {
 			if got := auth(tc.hdr); got != tc.want {
 				t.Errorf("forward-auth %s: %d, want %d", name, got, tc.want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,9 @@ import (
 
 // DefaultGCWindow is how old an orphan must be before the GC deletes it.
 const DefaultGCWindow = time.Hour
+
+// DefaultGCConcurrency is how many deletions a pass runs at once.
+const DefaultGCConcurrency = 16
 
 // GCCluster is what the GC needs of a cluster.
 type GCCluster interface {
@@ -39,8 +43,12 @@ type ResourceGC struct {
 	Now      func() time.Time
 	Window   time.Duration // DefaultGCWindow when 0
 	DryRun   bool          // report what would be deleted, delete nothing
-	Log      *slog.Logger
-	Metrics  *GCMetrics // may be nil
+	// Concurrency is how many deletions run at once (DefaultGCConcurrency
+	// when 0): a Kubernetes API server answers each in milliseconds, and
+	// thousands of orphans one by one would take minutes.
+	Concurrency int
+	Log         *slog.Logger
+	Metrics     *GCMetrics // may be nil
 }
 
 // GCStats is what one pass did.
@@ -96,7 +104,7 @@ func (g *ResourceGC) RunOnce(ctx context.Context) (GCStats, error) {
 	}
 	now := g.Now()
 	st.Seen = len(rs)
-	var errs []error
+	var orphans []cluster.Resource
 	for _, r := range rs {
 		if !Orphan(r, live, now, window) {
 			continue
@@ -106,14 +114,43 @@ func (g *ResourceGC) RunOnce(ctx context.Context) (GCStats, error) {
 			g.Log.Info("gc: would delete", "kind", r.Kind, "name", r.Name, "project", r.Labels[cluster.LabelProject], "created_at", r.CreatedAt)
 			continue
 		}
-		if err := g.Cluster.Delete(ctx, r); err != nil {
-			st.Failed++
-			errs = append(errs, fmt.Errorf("%s %s: %w", r.Kind, r.Name, err))
-			continue
-		}
-		st.Deleted++
-		g.Log.Info("gc: deleted", "kind", r.Kind, "name", r.Name, "project", r.Labels[cluster.LabelProject])
+		orphans = append(orphans, r)
 	}
+	workers := g.Concurrency
+	if workers <= 0 {
+		workers = DefaultGCConcurrency
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		next = make(chan cluster.Resource)
+	)
+	for range min(workers, len(orphans)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range next {
+				err := g.Cluster.Delete(ctx, r)
+				mu.Lock()
+				if err != nil {
+					st.Failed++
+					errs = append(errs, fmt.Errorf("%s %s: %w", r.Kind, r.Name, err))
+				} else {
+					st.Deleted++
+				}
+				mu.Unlock()
+				if err == nil {
+					g.Log.Info("gc: deleted", "kind", r.Kind, "name", r.Name, "project", r.Labels[cluster.LabelProject])
+				}
+			}
+		}()
+	}
+	for _, r := range orphans {
+		next <- r
+	}
+	close(next)
+	wg.Wait()
 	if m := g.Metrics; m != nil {
 		m.Seen.Add(float64(st.Seen))
 		m.Deleted.Add(float64(st.Deleted))

@@ -37,6 +37,7 @@ type Config struct {
 	// Ready (default 3 minutes).
 	ReadyTimeout time.Duration
 	PageSize     int64
+	Previews     Previews
 	Log          *slog.Logger
 }
 
@@ -47,6 +48,7 @@ type Cluster struct {
 	rest         *rest.Config
 	root         string
 	readyTimeout time.Duration
+	previews     Previews
 	log          *slog.Logger
 
 	mu    sync.Mutex
@@ -76,6 +78,9 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Images.Workspace == "" || cfg.Images.Component == "" {
 		return nil, errors.New("kube: the workspace and component images are required")
 	}
+	if err := cfg.Previews.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.WorkspaceRoot == "" {
 		cfg.WorkspaceRoot = "/workspace"
 	}
@@ -88,7 +93,7 @@ func New(cfg Config) (*Cluster, error) {
 	return &Cluster{
 		Deployer: Deployer{Resources: Resources{Client: cfg.Client, Namespace: cfg.Namespace, PageSize: cfg.PageSize},
 			Images: cfg.Images, WorkspaceRoot: cfg.WorkspaceRoot},
-		rest: cfg.REST, root: strings.TrimRight(cfg.WorkspaceRoot, "/"), readyTimeout: cfg.ReadyTimeout, log: cfg.Log,
+		rest: cfg.REST, root: strings.TrimRight(cfg.WorkspaceRoot, "/"), readyTimeout: cfg.ReadyTimeout, previews: cfg.Previews, log: cfg.Log,
 		ports: map[string]int{}, ips: map[string]cachedPod{},
 	}, nil
 }
@@ -297,6 +302,12 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	if code != 0 {
 		return nil, fmt.Errorf("check out %s: exit %d: %s", spec.Branch, code, strings.TrimSpace(out))
 	}
+	if c.previews.Mode == PreviewIngress {
+		if err := c.exposePreview(ctx, spec, port); err != nil {
+			c.RemoveWorkspace(context.WithoutCancel(ctx), spec.ProjectID, spec.SessionID)
+			return nil, err
+		}
+	}
 	c.mu.Lock()
 	c.ports[spec.SessionID] = port
 	c.mu.Unlock()
@@ -340,25 +351,28 @@ done
 rm -rf "$2"
 `
 
-// RemoveWorkspace kills the session's processes in the dev pod and removes
-// its workspace; no dev pod means nothing is left to remove.
+// RemoveWorkspace deletes the session's preview objects, kills its
+// processes in the dev pod and removes its workspace; no dev pod means no
+// workspace is left to remove.
 func (c *Cluster) RemoveWorkspace(ctx context.Context, projectID, sessionID string) error {
 	c.mu.Lock()
 	delete(c.ports, sessionID)
 	c.mu.Unlock()
+	var errs []error
+	if c.previews.Mode == PreviewIngress {
+		errs = append(errs, c.unexposePreview(ctx, sessionID))
+	}
 	pod, err := c.devPod(ctx, projectID)
-	if errors.Is(err, rdev.ErrPodNotRunning) {
-		return nil
+	switch {
+	case errors.Is(err, rdev.ErrPodNotRunning):
+	case err != nil:
+		errs = append(errs, err)
+	default:
+		out, code, err := c.run(ctx, pod.name, []string{"/bin/sh", "-c", removeScript, "rdev-remove", sessionID, c.workspace(sessionID)}, "")
+		if err == nil && code != 0 {
+			err = fmt.Errorf("remove workspace %s: exit %d: %s", sessionID, code, strings.TrimSpace(out))
+		}
+		errs = append(errs, err)
 	}
-	if err != nil {
-		return err
-	}
-	out, code, err := c.run(ctx, pod.name, []string{"/bin/sh", "-c", removeScript, "rdev-remove", sessionID, c.workspace(sessionID)}, "")
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return fmt.Errorf("remove workspace %s: exit %d: %s", sessionID, code, strings.TrimSpace(out))
-	}
-	return nil
+	return errors.Join(errs...)
 }

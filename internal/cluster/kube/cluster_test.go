@@ -54,6 +54,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// kubeWithRepo starts a cluster with a test node and namespace ns, and
+// serves a repository of project id over HTTP to clients with token.
+func kubeWithRepo(t *testing.T, id, token string) (*kubetest.ControlPlane, kubernetes.Interface, string) {
+	cp, _ := kubetest.StartCluster(t)
+	kc, err := kubernetes.NewForConfig(cp.Config)
+	must(t, err)
+	namespaceNamed(t, kc, ns)
+	repos := t.TempDir()
+	newRepo(t, filepath.Join(repos, id+".git"))
+	return cp, kc, gitServer(t, repos, token) + "/" + id + ".git"
+}
+
 // gitServer serves the bare repositories under root over git's smart HTTP
 // protocol (git http-backend), to clients whose password is token.
 func gitServer(t *testing.T, root, token string) string {
@@ -103,13 +115,7 @@ func git(t *testing.T, dir string, args ...string) {
 // Exec through pods/exec: stdin, exit codes, signals, refused working
 // directories and programs; the token stays out of the repository config.
 func TestExecThroughTheAPIServer(t *testing.T) {
-	cp, _ := kubetest.StartCluster(t)
-	kc, err := kubernetes.NewForConfig(cp.Config)
-	must(t, err)
-	namespaceNamed(t, kc, ns)
-	repos := t.TempDir()
-	url := gitServer(t, repos, "s3cret-token") + "/app.git"
-	newRepo(t, filepath.Join(repos, "app.git"))
+	cp, kc, url := kubeWithRepo(t, "app", "s3cret-token")
 	c, err := kube.New(kube.Config{Client: kc, REST: cp.Config, Namespace: ns, WorkspaceRoot: t.TempDir(),
 		Images: kube.Images{Component: "c", Workspace: "w"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	must(t, err)

@@ -126,18 +126,7 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("OneKindDeniedTheOthersStillGo", func(t *testing.T) {
-		// The limited user may do everything but delete Ingresses.
-		_, err := kc.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "limited", Namespace: ns},
-			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"services", "pods", "secrets"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
-				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
-				{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list"}},
-			}}, metav1.CreateOptions{})
-		must(t, err)
-		_, err = kc.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "limited", Namespace: ns},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "limited"},
-			Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "rdev-test"}}}, metav1.CreateOptions{})
-		must(t, err)
+		denyIngressDeletes(t, kc)
 		limited, err := kubernetes.NewForConfig(cp.ConfigFor(cp.LimitedToken))
 		must(t, err)
 		r := &kube.Resources{Client: limited, Namespace: ns}
@@ -189,6 +178,23 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 // its default service account, which pod admission looks up, is made by
 // hand.
 func namespace(t *testing.T, kc kubernetes.Interface) { namespaceNamed(t, kc, ns) }
+
+// denyIngressDeletes lets the control plane's limited user do everything
+// to rdev's kinds in ns but delete Ingresses.
+func denyIngressDeletes(t *testing.T, kc kubernetes.Interface) {
+	ctx := context.Background()
+	_, err := kc.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "limited", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"services", "pods", "secrets"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
+			{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
+			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list"}},
+		}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kc.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "limited", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "limited"},
+		Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "rdev-test"}}}, metav1.CreateOptions{})
+	must(t, err)
+}
 
 // namespaceNamed makes a namespace with its default service account (which
 // the service-account controller would make, where it runs).

@@ -66,8 +66,17 @@ func Start(t testing.TB) *ControlPlane {
 	dir := t.TempDir()
 	cp := &ControlPlane{dir: dir, Token: randomHex(16), LimitedToken: randomHex(16)}
 	etcdPort, apiPort := freePort(t), freePort(t)
-	run(t, dir, "kine", filepath.Join(bin, "kine"), "--listen-address", "127.0.0.1:"+etcdPort, "--metrics-bind-address", "0",
-		"--endpoint", "sqlite://"+filepath.Join(dir, "kine.db")+"?_journal=WAL&cache=shared")
+	if etcd, err := exec.LookPath("etcd"); err == nil && os.Getenv("RDEV_KUBE_STORAGE") != "kine" {
+		// Debian's etcd-server, where installed: the storage clusters use.
+		peer := freePort(t)
+		run(t, dir, "etcd", etcd, "--data-dir", filepath.Join(dir, "etcd"), "--listen-client-urls", "http://127.0.0.1:"+etcdPort,
+			"--advertise-client-urls", "http://127.0.0.1:"+etcdPort, "--listen-peer-urls", "http://127.0.0.1:"+peer,
+			"--initial-advertise-peer-urls", "http://127.0.0.1:"+peer, "--initial-cluster", "default=http://127.0.0.1:"+peer,
+			"--listen-metrics-urls", "", "--log-level", "warn")
+	} else {
+		run(t, dir, "kine", filepath.Join(bin, "kine"), "--listen-address", "127.0.0.1:"+etcdPort, "--metrics-bind-address", "0",
+			"--endpoint", "sqlite://"+filepath.Join(dir, "kine.db")+"?_journal=WAL&cache=shared")
+	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
