@@ -17,7 +17,10 @@ import (
 	"syscall"
 	"testing"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/cluster/clustertest"
@@ -37,11 +40,18 @@ func TestConformance(t *testing.T) {
 	clustertest.Run(t, func(t *testing.T) clustertest.Env {
 		name := fmt.Sprintf("conf-%d", n.Add(1))
 		namespaceNamed(t, kc, name)
+		// rdev works with the rights deploy/kubernetes/rbac.yaml gives it,
+		// and no more: the limited user holds exactly that Role here.
+		bindManifestRole(t, kc, name)
+		limited := cp.ConfigFor(cp.LimitedToken)
+		lc, err := kubernetes.NewForConfig(limited)
+		must(t, err)
 		repos := t.TempDir()
 		git := gitServer(t, repos, "tok")
-		c, err := kube.New(kube.Config{Client: kc, REST: cp.Config, Namespace: name, WorkspaceRoot: t.TempDir(),
-			Images: kube.Images{Component: "rdev-test/component", Workspace: "rdev-test/workspace"},
-			Log:    slog.New(slog.NewTextHandler(io.Discard, nil))})
+		c, err := kube.New(kube.Config{Client: lc, REST: limited, Namespace: name, WorkspaceRoot: t.TempDir(),
+			Images:   kube.Images{Component: "rdev-test/component", Workspace: "rdev-test/workspace"},
+			Previews: kube.Previews{Mode: kube.PreviewIngress, Domain: "preview.test", ForwardAuthURL: "http://rdev.test/api/v1/preview-auth"},
+			Log:      slog.New(slog.NewTextHandler(io.Discard, nil))})
 		must(t, err)
 		return clustertest.Env{Cluster: c,
 			CloneURL: func(id string) string { return git + "/" + id + ".git" },
@@ -52,6 +62,32 @@ func TestConformance(t *testing.T) {
 				return p
 			}}
 	})
+}
+
+// bindManifestRole creates the Role of deploy/kubernetes/rbac.yaml in
+// namespace and binds it to the control plane's limited user.
+func bindManifestRole(t *testing.T, kc kubernetes.Interface, namespace string) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "kubernetes", "rbac.yaml"))
+	must(t, err)
+	var role *rbacv1.Role
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var r rbacv1.Role
+		must(t, yaml.Unmarshal([]byte(doc), &r))
+		if r.Kind == "Role" {
+			role = &r
+		}
+	}
+	if role == nil || len(role.Rules) == 0 {
+		t.Fatal("no Role in deploy/kubernetes/rbac.yaml")
+	}
+	ctx := context.Background()
+	role.Namespace, role.ResourceVersion = namespace, ""
+	_, err = kc.RbacV1().Roles(namespace).Create(ctx, role, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kc.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "rdev-test", Namespace: namespace},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "rdev-test"}}}, metav1.CreateOptions{})
+	must(t, err)
 }
 
 // kubeWithRepo starts a cluster with a test node and namespace ns, and
