@@ -242,6 +242,7 @@ func TestBadClusterSettings(t *testing.T) {
 		{[]string{"--cluster", "kube", "--workspace-image", "w", "--workspace-root", "rel"}, "--workspace-root must be an absolute path"},
 		{[]string{"--cluster", "kube", "--workspace-image", "w", "--preview-mode", "magic"}, `--preview-mode must be proxy or ingress, not "magic"`},
 		{[]string{"--preview-mode", "ingress"}, "--preview-mode ingress needs --cluster kube"},
+		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kube-qps", "0"}, "--kube-qps must be positive"},
 		{[]string{"--gc-concurrency", "0"}, "--gc-concurrency must be positive"},
 		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kubeconfig", filepath.Join(t.TempDir(), "none")}, "kubernetes client configuration"},
 		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kubeconfig", kubeconfig, "--namespace", "rdev"}, "kubernetes at https://127.0.0.1:1, namespace rdev"},

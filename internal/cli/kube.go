@@ -25,6 +25,7 @@ type KubeConfig struct {
 	ComponentImage string
 	WorkspaceRoot  string
 	ReadyTimeout   time.Duration
+	QPS            float64 // requests per second to the API server (bursts of twice as many)
 	// Previews.
 	PreviewMode        string
 	IngressClass       string
@@ -83,6 +84,9 @@ func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string
 	if c.PreviewMode != kube.PreviewProxy && c.PreviewMode != kube.PreviewIngress {
 		return nil, fmt.Errorf("--preview-mode must be proxy or ingress, not %q", c.PreviewMode)
 	}
+	if c.QPS <= 0 {
+		return nil, errors.New("--kube-qps must be positive")
+	}
 	if c.ReadyTimeout <= 0 {
 		return nil, errors.New("--pod-ready-timeout must be positive")
 	}
@@ -95,11 +99,7 @@ func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string
 	if err != nil {
 		return nil, err
 	}
-	if cfg.QPS == 0 {
-		// client-go's default (5 per second, bursts of 10) would make a GC
-		// pass over thousands of orphans take minutes.
-		cfg.QPS, cfg.Burst = 100, 200
-	}
+	cfg = kube.TuneClient(cfg, c.QPS)
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -112,6 +112,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.Kube.ComponentImage, "component-image", "", "image of components that name none (--cluster kube; default: the workspace image)")
 	f.StringVar(&c.Kube.WorkspaceRoot, "workspace-root", "/workspace", "directory of the dev pod holding sessions' workspaces (--cluster kube)")
 	f.DurationVar(&c.Kube.ReadyTimeout, "pod-ready-timeout", 3*time.Minute, "how long a deploy waits for the project's dev pod to be Ready (--cluster kube)")
+	f.Float64Var(&c.Kube.QPS, "kube-qps", 100, "requests per second rdev makes to the Kubernetes API server, in bursts of twice as many (--cluster kube)")
 	f.StringVar(&c.Kube.PreviewMode, "preview-mode", "proxy", "how previews are served with --cluster kube: proxy (through rdev) or ingress (an Ingress per session, with forward auth to rdev)")
 	f.StringVar(&c.Kube.IngressClass, "ingress-class", "", "class of preview Ingresses (--preview-mode ingress; default: the cluster's default class)")
 	f.StringVar(&c.Kube.ForwardAuthURL, "forward-auth-url", "", "rdev's forward-auth endpoint as the ingress controller reaches it (--preview-mode ingress; default <public-url>/api/v1/preview-auth)")

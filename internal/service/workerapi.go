@@ -40,6 +40,21 @@ func (l LocalWorkers) CompleteTask(ctx context.Context, taskID, workerID string,
 	return l.S.CompleteTask(ctx, taskID, CompleteRequest{WorkerID: workerID, Result: raw})
 }
 
+// CompleteAndClaim reports a result and claims the next task, waiting up
+// to wait for one (next is nil when none came).
+func (l LocalWorkers) CompleteAndClaim(ctx context.Context, taskID, workerID string, result any, kinds []string, wait time.Duration) (done, next *rdev.Task, err error) {
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := l.S.CompleteAndClaim(ctx, taskID, CompleteAndClaimRequest{WorkerID: workerID, Result: raw, Kinds: kinds,
+		Wait: min(wait, MaxClaimWait).Seconds()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return out.Task, out.Next, nil
+}
+
 // FailTask reports a failed attempt.
 func (l LocalWorkers) FailTask(ctx context.Context, taskID, workerID, msg string, retry bool) (*rdev.Task, error) {
 	return l.S.FailTask(ctx, taskID, FailRequest{WorkerID: workerID, Error: msg, Retry: retry})

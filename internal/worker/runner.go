@@ -22,6 +22,7 @@ type API interface {
 	HeartbeatTask(ctx context.Context, taskID, workerID string) (cancelled bool, err error)
 	AppendTaskLog(ctx context.Context, taskID, workerID, stream string, data []byte) error
 	CompleteTask(ctx context.Context, taskID, workerID string, result any) (*rdev.Task, error)
+	CompleteAndClaim(ctx context.Context, taskID, workerID string, result any, kinds []string, wait time.Duration) (done, next *rdev.Task, err error)
 	FailTask(ctx context.Context, taskID, workerID, msg string, retry bool) (*rdev.Task, error)
 	WorkerHeartbeat(ctx context.Context, workerID string) error
 }
@@ -94,35 +95,62 @@ func (r *Runner) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// slot claims and runs one task at a time.
+// slot claims and runs one task at a time. A task done well is reported
+// together with the claim of the next one (one request per task while work
+// is queued); that claim does not wait, so a stopping runner is never held
+// up by it — an idle slot waits in a claim of its own.
 func (r *Runner) slot(ctx context.Context) {
 	kinds := r.kinds()
 	backoff := time.Second
+	var t *rdev.Task
 	for ctx.Err() == nil {
-		t, err := r.API.Claim(ctx, r.WorkerID, kinds, r.Wait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+		if t == nil {
+			var err error
+			t, err = r.API.Claim(ctx, r.WorkerID, kinds, r.Wait)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.Log.Warn("claim", "worker", r.WorkerID, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 30*time.Second)
+				continue
 			}
-			r.Log.Warn("claim", "worker", r.WorkerID, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
+			backoff = time.Second
+			if t == nil {
+				continue
 			}
-			backoff = min(backoff*2, 30*time.Second)
+		}
+		res, ok := r.run(ctx, t)
+		if !ok {
+			t = nil
 			continue
 		}
-		backoff = time.Second
-		if t != nil {
-			r.run(ctx, t)
+		// Reports go out even while the runner stops: the task is done.
+		report := context.WithoutCancel(ctx)
+		if ctx.Err() != nil {
+			if _, err := r.API.CompleteTask(report, t.ID, r.WorkerID, res); err != nil {
+				r.Log.Warn("report result", "task", t.ID, "err", err)
+			}
+			return
 		}
+		_, next, err := r.API.CompleteAndClaim(report, t.ID, r.WorkerID, res, kinds, 0)
+		if err != nil {
+			r.Log.Warn("report result", "task", t.ID, "err", err)
+		}
+		t = next
 	}
 }
 
 // run does one claimed task: its lease is renewed while the handler works,
 // and the handler is stopped if the task is cancelled or the lease lost.
-func (r *Runner) run(ctx context.Context, t *rdev.Task) {
+// A failure is reported here; a result is returned with ok for the caller
+// to report.
+func (r *Runner) run(ctx context.Context, t *rdev.Task) (result any, ok bool) {
 	// Reports go out even while the runner stops: the task is done.
 	report := context.WithoutCancel(ctx)
 	tctx, cancel := context.WithCancelCause(ctx)
@@ -163,12 +191,12 @@ func (r *Runner) run(ctx context.Context, t *rdev.Task) {
 	out.Close()
 	if cause := context.Cause(tctx); errors.Is(cause, errCancelled) || errors.Is(cause, errLeaseLost) {
 		r.Log.Info("task stopped", "task", t.ID, "why", cause)
-		return // the task is no longer ours to report
+		return nil, false // the task is no longer ours to report
 	}
 	if ctx.Err() != nil && err != nil {
 		// The runner is stopping mid-task: give it back for another worker.
 		r.API.FailTask(report, t.ID, r.WorkerID, "worker stopped", true)
-		return
+		return nil, false
 	}
 	if err != nil {
 		var p permanent
@@ -176,11 +204,9 @@ func (r *Runner) run(ctx context.Context, t *rdev.Task) {
 		if ferr != nil {
 			r.Log.Warn("report failure", "task", t.ID, "err", ferr)
 		}
-		return
+		return nil, false
 	}
-	if _, err := r.API.CompleteTask(report, t.ID, r.WorkerID, res); err != nil {
-		r.Log.Warn("report result", "task", t.ID, "err", err)
-	}
+	return res, true
 }
 
 var (

@@ -68,25 +68,36 @@ func BenchmarkGC(b *testing.B) {
 	for p := 0; p < projects; p += 2 {
 		live = append(live, fmt.Sprintf("p%04d", p))
 	}
-	for _, workers := range []int{1, loop.DefaultGCConcurrency} {
-		name := "sequential"
-		if workers > 1 {
-			name = fmt.Sprintf("concurrency-%d", workers)
-		}
+	// dry-run: the lists and the decisions alone, no deletion, with the
+	// wire format rdev uses (protobuf) and JSON; then the whole pass, with
+	// one deletion at a time (the baseline) and with more at once.
+	for _, v := range []struct {
+		name    string
+		workers int
+		wire    string
+	}{
+		{"dry-run/protobuf", 0, "protobuf"}, {"dry-run/json", 0, "json"},
+		{"sequential", 1, "protobuf"}, {fmt.Sprintf("concurrency-%d", loop.DefaultGCConcurrency), loop.DefaultGCConcurrency, "protobuf"},
+		{"concurrency-64", 64, "protobuf"},
+	} {
+		name, workers, wire := v.name, v.workers, v.wire
 		b.Run(name, func(b *testing.B) {
 			var lists, deletes, other, seen, deleted int64
 			for range b.N {
 				b.StopTimer()
 				fill(b, admin, projects)
 				cc := &callCounter{}
-				cfg := rest.CopyConfig(cp.Config)
+				cfg := kube.TuneClient(cp.Config, 1000)
+				if wire == "json" {
+					cfg = rest.CopyConfig(cp.Config)
+				}
 				cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { cc.rt = rt; return cc }
 				kc, err := kubernetes.NewForConfig(cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
 				gc := &loop.ResourceGC{Cluster: &kube.Resources{Client: kc, Namespace: ns}, Projects: projectIDs(live),
-					Now: func() time.Time { return time.Now().Add(2 * time.Hour) }, Concurrency: workers,
+					Now: func() time.Time { return time.Now().Add(2 * time.Hour) }, Concurrency: workers, DryRun: workers == 0,
 					Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 				b.StartTimer()
 				st, err := gc.RunOnce(ctx)
@@ -94,7 +105,11 @@ func BenchmarkGC(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if want := projects * 10; st.Seen != want || st.Deleted != want/2 {
+				want := projects * 10
+				if workers == 0 && (st.Seen != want || st.Orphans != want/2 || st.Deleted != 0) {
+					b.Fatalf("dry run: %+v, want %d seen and %d orphans", st, want, want/2)
+				}
+				if workers > 0 && (st.Seen != want || st.Deleted != want/2) {
 					b.Fatalf("seen %d deleted %d, want %d and %d", st.Seen, st.Deleted, want, want/2)
 				}
 				lists, deletes, other = lists+cc.lists.Load(), deletes+cc.deletes.Load(), other+cc.other.Load()
