@@ -178,6 +178,12 @@ func drain(r io.Reader) string {
 // kubeCluster starts a Kubernetes control plane with controllers and a test
 // node, makes namespace ns, and returns an admin kubeconfig file for it.
 func kubeCluster(t *testing.T, ns string) string {
+	path, _ := kubeClusterClient(t, ns)
+	return path
+}
+
+// kubeClusterClient is kubeCluster with an admin client of the cluster.
+func kubeClusterClient(t *testing.T, ns string) (string, kubernetes.Interface) {
 	cp, _ := kubetest.StartCluster(t)
 	kc, err := kubernetes.NewForConfig(cp.Config)
 	if err != nil {
@@ -191,5 +197,5 @@ func kubeCluster(t *testing.T, ns string) string {
 	if _, err := kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	return cp.Kubeconfig(t)
+	return cp.Kubeconfig(t), kc
 }

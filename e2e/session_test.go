@@ -279,12 +279,10 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 	s.stop()
 }
 
-// TestKilledServerLosesCommandsKeepsOutput: kill -9 of the server while
-// three commands run; after a restart the session is intact and the three
-// commands are lost, with their output up to then replayable.
-func TestKilledServerLosesCommandsKeepsOutput(t *testing.T) {
-	data := t.TempDir()
-	s := start(t, nil, "--addr", "127.0.0.1:0", "--data", data)
+// deployedSession makes project "web" from the source repository, deploys
+// it and starts a session on a new branch, as the admin.
+func deployedSession(t *testing.T, s *server, data, branch string) (string, *client.Client, *client.CreatedSession) {
+	t.Helper()
 	admin := readKey(t, filepath.Join(data, "admin.key"))
 	c := s.client(t, admin)
 	ctx := context.Background()
@@ -294,10 +292,21 @@ func TestKilledServerLosesCommandsKeepsOutput(t *testing.T) {
 	if _, err := c.Deploy(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	sess, err := c.CreateSession(ctx, "web", client.SessionRequest{NewBranch: "agent/k9"})
+	sess, err := c.CreateSession(ctx, "web", client.SessionRequest{NewBranch: branch})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return admin, c, sess
+}
+
+// TestKilledServerLosesCommandsKeepsOutput: kill -9 of the server while
+// three commands run; after a restart the session is intact and the three
+// commands are lost, with their output up to then replayable.
+func TestKilledServerLosesCommandsKeepsOutput(t *testing.T) {
+	data := t.TempDir()
+	s := start(t, nil, "--addr", "127.0.0.1:0", "--data", data)
+	admin, c, sess := deployedSession(t, s, data, "agent/k9")
+	ctx := context.Background()
 	var ids []string
 	for i := range 3 {
 		cmd, err := c.RunCommand(ctx, "web", sess.ID, client.CommandRequest{Command: "echo before-" + strconv.Itoa(i) + "; sleep 300"})

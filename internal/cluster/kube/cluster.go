@@ -355,11 +355,56 @@ func (c *Cluster) PreviewAddr(ctx context.Context, projectID, sessionID string) 
 	return pod.ip + ":" + strconv.Itoa(port), nil
 }
 
+// killScript kills every process whose environment holds one of its
+// arguments (RDEV_COMMAND=<id>) and says how many it killed.
+const killScript = `exec 2>/dev/null # processes that end meanwhile, or are not ours to read
+n=0
+for p in /proc/[0-9]*; do
+  env=$(tr '\0' '\n' < "$p/environ") || continue
+  for want in "$@"; do
+    if printf '%s\n' "$env" | grep -qx "$want"; then kill -9 "${p#/proc/}" 2>/dev/null && n=$((n+1)); break; fi
+  done
+done
+echo "$n"
+`
+
+// KillCommands kills, in every dev pod, the processes of commands a
+// previous server left running (their environment names them); it returns
+// how many it killed.
+func (c *Cluster) KillCommands(ids []string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pods, err := c.Client.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: cluster.LabelManagedBy + "=" + cluster.ManagedBy + "," + cluster.LabelComponent + "=" + DevComponent})
+	if err != nil {
+		c.log.Warn("kill lost commands: list dev pods", "err", err)
+		return 0
+	}
+	argv := []string{"/bin/sh", "-c", killScript, "rdev-kill"}
+	for _, id := range ids {
+		argv = append(argv, "RDEV_COMMAND="+id)
+	}
+	killed := 0
+	for i := range pods.Items {
+		if !podReady(&pods.Items[i]) {
+			continue
+		}
+		out, code, err := c.run(ctx, pods.Items[i].Name, argv, "")
+		n, perr := strconv.Atoi(strings.TrimSpace(out))
+		if err != nil || code != 0 || perr != nil {
+			c.log.Warn("kill lost commands", "pod", pods.Items[i].Name, "exit", code, "err", err, "output", out)
+			continue
+		}
+		killed += n
+	}
+	return killed
+}
+
 // removeScript kills what the session's commands left running (their
 // environment names the session), then removes its workspace. $1 session,
 // $2 workspace.
 const removeScript = `for p in /proc/[0-9]*; do
-  if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "RDEV_SESSION=$1"; then kill -9 "${p#/proc/}" 2>/dev/null; fi
+  if { tr '\0' '\n' < "$p/environ"; } 2>/dev/null | grep -qx "RDEV_SESSION=$1"; then kill -9 "${p#/proc/}" 2>/dev/null; fi
 done
 rm -rf "$2"
 `

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -209,6 +210,22 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 	io.Copy(io.Discard, pr.Stdout())
 	if code, sig, err := pr.Wait(); code != -1 || sig != "SIGTERM" || err != nil {
 		t.Fatalf("after SIGTERM: %d %q %v", code, sig, err)
+	}
+	// What a dead server left running is found by its command id.
+	lost, err := c.Exec(ctx, cluster.ExecSpec{ProjectID: "app", SessionID: "s1", Argv: []string{"sleep", "60"}, Env: []string{"RDEV_COMMAND=xlost"}})
+	must(t, err)
+	go io.Copy(io.Discard, lost.Stderr())
+	// (Its environment is the command's once the prelude has exec'd it.)
+	killed := 0
+	for deadline := time.Now().Add(5 * time.Second); killed == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		killed = c.KillCommands([]string{"xother", "xlost"})
+	}
+	if killed != 1 {
+		t.Fatalf("KillCommands killed %d, want 1", killed)
+	}
+	io.Copy(io.Discard, lost.Stdout())
+	if code, _, err := lost.Wait(); code != 128+9 || err != nil {
+		t.Fatalf("the lost command: exit %d %v", code, err)
 	}
 	// Refusals before anything starts.
 	must(t, os.Symlink("/", filepath.Join(ws.Path, "escape")))
