@@ -265,6 +265,9 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)
 	}
+	if n, err := svc.RemoveEndedWorkspaces(ctx); err != nil {
+		log.Warn("remove workspaces of ended sessions", "removed", n, "err", err)
+	}
 	if err := initAdmin(ctx, svc, c.Data, env, log); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type harness struct {
 	api   *httpapi.Server
 	srv   *httptest.Server
 	svc   *service.Service
+	pods  *local.Cluster
 	admin string
 }
 
@@ -63,7 +64,7 @@ func newHarnessWith(t testing.TB, st rdev.Store, sandbox string, outputLimit int
 		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost", PreviewSecret: []byte("0123456789abcdef0123456789abcdef"),
 		OutputLimit: outputLimit})
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry(), PreviewDomain: "preview.localhost"})
-	h := &harness{t: t, store: st, api: api, svc: svc}
+	h := &harness{t: t, store: st, api: api, svc: svc, pods: pods}
 	h.srv = httptest.NewServer(api)
 	t.Cleanup(h.srv.Close)
 	h.admin = h.key(nil, rdev.ScopeAdmin)

@@ -2,7 +2,9 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -272,4 +274,40 @@ func TestConcurrentSessionCreates(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		run(t, newHarnessOn(t, st))
 	})
+}
+
+// A server that stopped between ending a session and removing its
+// workspace leaves it behind; the next start removes it, and nothing of an
+// active session.
+func TestRemoveEndedWorkspaces(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ended := startSession(t, h)
+	if _, err := h.store.EndSession(ctx, "web", ended, rdev.SessionEnded, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("POST", "/api/v1/projects/web/sessions", h.admin, `{"new_branch":"agent/next"}`)
+	r.want(t, 201, "")
+	var next struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal(r.Data, &next)
+	for _, sid := range []string{ended, next.ID} {
+		if _, err := os.Stat(h.pods.WorkspacePath("web", sid)); err != nil {
+			t.Fatalf("workspace of %s: %v", sid, err)
+		}
+	}
+	n, err := h.svc.RemoveEndedWorkspaces(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("removed %d: %v", n, err)
+	}
+	if _, err := os.Stat(h.pods.WorkspacePath("web", ended)); !os.IsNotExist(err) {
+		t.Fatalf("the ended session's workspace: %v", err)
+	}
+	if _, err := os.Stat(h.pods.WorkspacePath("web", next.ID)); err != nil {
+		t.Fatalf("the active session's workspace: %v", err)
+	}
+	if n, err := h.svc.RemoveEndedWorkspaces(ctx); err != nil || n != 0 {
+		t.Fatalf("again: %d %v", n, err)
+	}
 }

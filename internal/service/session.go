@@ -303,3 +303,43 @@ func (s *Service) ExpireSessions(ctx context.Context, now time.Time, idle time.D
 	}
 	return n, errors.Join(errs...)
 }
+
+// RemoveEndedWorkspaces removes what the cluster still holds of sessions
+// that are not active — a workspace, its processes, its preview objects —
+// which a server that stopped between ending a session and cleaning up
+// after it leaves behind. It runs at start; it returns how many sessions
+// it cleaned up. The cluster is listed before the sessions are read, and a
+// session's record is written before its workspace, so a session being
+// created meanwhile is seen as active.
+func (s *Service) RemoveEndedWorkspaces(ctx context.Context) (int, error) {
+	rs, err := s.cluster.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	active, err := s.store.ActiveSessions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	live := make(map[string]bool, len(active))
+	for _, sess := range active {
+		live[sess.ID] = true
+	}
+	done := map[string]bool{}
+	var errs []error
+	for _, r := range rs {
+		sid, pid := r.Labels[cluster.LabelSession], r.Labels[cluster.LabelProject]
+		if sid == "" || pid == "" || live[sid] || done[sid] {
+			continue
+		}
+		done[sid] = true
+		if k, ok := s.cluster.(interface{ KillSession(string) int }); ok {
+			k.KillSession(sid)
+		}
+		if err := s.cluster.RemoveWorkspace(ctx, pid, sid); err != nil {
+			errs = append(errs, fmt.Errorf("session %s: %w", sid, err))
+			continue
+		}
+		s.log.Info("removed the workspace of an ended session", "session", sid, "project", pid)
+	}
+	return len(done) - len(errs), errors.Join(errs...)
+}
