@@ -246,6 +246,7 @@ func TestBadClusterSettings(t *testing.T) {
 		{[]string{"--gc-concurrency", "0"}, "--gc-concurrency must be positive"},
 		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kubeconfig", filepath.Join(t.TempDir(), "none")}, "kubernetes client configuration"},
 		{[]string{"--cluster", "kube", "--workspace-image", "w", "--kubeconfig", kubeconfig, "--namespace", "rdev"}, "kubernetes at https://127.0.0.1:1, namespace rdev"},
+		{[]string{"--cluster", "kube", "--workspace-image", "w"}, "no Kubernetes configuration: rdev is not running in a cluster and found no kubeconfig"},
 	} {
 		_, err := tryStart(t, nil, append([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir()}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

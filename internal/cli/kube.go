@@ -57,6 +57,9 @@ func kubeClientConfig(c KubeConfig) (*rest.Config, string, error) {
 	rules.ExplicitPath = c.Kubeconfig
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
 	cfg, err := cc.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, "", errors.New("no Kubernetes configuration: rdev is not running in a cluster and found no kubeconfig ($KUBECONFIG, ~/.kube/config); pass --kubeconfig")
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("kubernetes client configuration: %w", err)
 	}
