@@ -40,7 +40,7 @@ func TestConformance(t *testing.T) {
 	var n atomic.Int32
 	clustertest.Run(t, func(t *testing.T) clustertest.Env {
 		name := fmt.Sprintf("conf-%d", n.Add(1))
-		namespaceNamed(t, kc, name)
+		kubetest.Namespace(t, kc, name)
 		// rdev works with the rights deploy/kubernetes/rbac.yaml gives it,
 		// and no more: the limited user holds exactly that Role here.
 		bindManifestRole(t, kc, name)
@@ -97,7 +97,7 @@ func kubeWithRepo(t *testing.T, id, token string) (*kubetest.ControlPlane, kuber
 	cp, _ := kubetest.StartCluster(t)
 	kc, err := kubernetes.NewForConfig(cp.Config)
 	must(t, err)
-	namespaceNamed(t, kc, ns)
+	kubetest.Namespace(t, kc, ns)
 	repos := t.TempDir()
 	newRepo(t, filepath.Join(repos, id+".git"))
 	return cp, kc, gitServer(t, repos, token) + "/" + id + ".git"

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -177,7 +176,7 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 // namespace makes rdev's namespace. No controller manager runs here, so
 // its default service account, which pod admission looks up, is made by
 // hand.
-func namespace(t *testing.T, kc kubernetes.Interface) { namespaceNamed(t, kc, ns) }
+func namespace(t *testing.T, kc kubernetes.Interface) { kubetest.Namespace(t, kc, ns) }
 
 // denyIngressDeletes lets the control plane's limited user do everything
 // to rdev's kinds in ns but delete Ingresses.
@@ -194,18 +193,6 @@ func denyIngressDeletes(t *testing.T, kc kubernetes.Interface) {
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "limited"},
 		Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "rdev-test"}}}, metav1.CreateOptions{})
 	must(t, err)
-}
-
-// namespaceNamed makes a namespace with its default service account (which
-// the service-account controller would make, where it runs).
-func namespaceNamed(t *testing.T, kc kubernetes.Interface, name string) {
-	ctx := context.Background()
-	_, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	must(t, err)
-	_, err = kc.CoreV1().ServiceAccounts(name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	if !apierrors.IsAlreadyExists(err) {
-		must(t, err)
-	}
 }
 
 type projectIDs []string

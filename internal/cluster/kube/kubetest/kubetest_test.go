@@ -21,9 +21,7 @@ func TestControlPlaneDeletesBySelector(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rdev"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	kubetest.Namespace(t, kc, "rdev")
 	for i, project := range []string{"gone", "gone", "kept"} {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i), Namespace: "rdev",
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "rdev", "rdev.dev/project": project}}}
