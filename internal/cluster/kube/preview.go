@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"rdev.dev/rdev/internal/cluster"
 )
@@ -53,8 +56,26 @@ func (p Previews) validate() error {
 		if p.Domain == "" {
 			return errors.New("kube: ingress previews need a preview domain")
 		}
+		// A session id is a DNS label: <session>.<domain> is a host an
+		// Ingress takes when the domain is a DNS name.
+		if errs := validation.IsDNS1123Subdomain("s." + p.Domain); len(errs) > 0 {
+			return fmt.Errorf("kube: preview domain %q is not a DNS name for Ingress hosts: %s", p.Domain, strings.Join(errs, "; "))
+		}
 		if p.ForwardAuthURL == "" {
 			return errors.New("kube: ingress previews need the forward-auth URL (or every preview would be public)")
+		}
+		if u, err := url.Parse(p.ForwardAuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("kube: forward-auth URL %q is not an absolute http(s) URL", p.ForwardAuthURL)
+		}
+		if p.IngressClass != "" {
+			if errs := validation.IsDNS1123Subdomain(p.IngressClass); len(errs) > 0 {
+				return fmt.Errorf("kube: ingress class %q: %s", p.IngressClass, strings.Join(errs, "; "))
+			}
+		}
+		for k := range p.Annotations {
+			if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+				return fmt.Errorf("kube: ingress annotation %q: %s", k, strings.Join(errs, "; "))
+			}
 		}
 		return nil
 	}
