@@ -182,7 +182,7 @@ func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
 	fr.Host = host
 	sid := s.previewSession(fr)
 	if sid == "" {
-		previewError(w, http.StatusNotFound, "rdev: X-Forwarded-Host does not name a session preview")
+		previewError(w, http.StatusNotFound, "rdev: neither X-Forwarded-Host nor X-Original-URL names a session preview (<session>."+s.previewDomain+")")
 		return
 	}
 	sess, _, err := s.svc.PreviewTarget(r.Context(), sid)

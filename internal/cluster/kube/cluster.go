@@ -120,13 +120,22 @@ func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
 	ctx, cancel := context.WithTimeout(ctx, c.readyTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
+	notReady := func() error {
+		return fmt.Errorf("dev pod %s not ready within %s: %s", objectName(p.ID, DevComponent), c.readyTimeout, c.devPodState(context.WithoutCancel(ctx), p.ID))
+	}
 	for {
-		if _, err := c.RunningPod(ctx, p.ID); !errors.Is(err, rdev.ErrPodNotRunning) {
+		_, err := c.RunningPod(ctx, p.ID)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return notReady()
+		case !errors.Is(err, rdev.ErrPodNotRunning):
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dev pod %s not ready within %s: %s", objectName(p.ID, DevComponent), c.readyTimeout, c.devPodState(context.WithoutCancel(ctx), p.ID))
+			return notReady()
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 500*time.Millisecond)
@@ -305,7 +314,7 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	if port == 0 {
 		port = rdev.DefaultPreviewPort
 	}
-	tokenFile := ws + "/.git/rdev-token"
+	tokenFile := strings.ReplaceAll(ws+"/.git/rdev-token", "'", `'\''`)
 	helper := `!f() { test "$1" = get && printf 'username=rdev\npassword=%s\n' "$(cat '` + tokenFile + `')"; }; f`
 	stdin := spec.Token + "\n" + cluster.WorkspaceConfig(spec, helper)
 	out, code, err := c.run(ctx, pod.name, []string{"/bin/sh", "-c", prepareScript, "rdev-prepare", ws, spec.Branch, strconv.Itoa(port)}, stdin)

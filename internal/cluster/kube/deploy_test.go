@@ -3,7 +3,9 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -49,6 +51,14 @@ func TestDeployOnTheAPIServer(t *testing.T) {
 	// No node runs the dev pod here: the project is not running.
 	if _, err := d.RunningPod(ctx, "shop"); !errors.Is(err, rdev.ErrPodNotRunning) {
 		t.Fatalf("RunningPod: %v", err)
+	}
+
+	// The cluster's Deploy waits for the dev pod and says why it gave up.
+	c2, err := kube.New(kube.Config{Client: kc, REST: cp.Config, Namespace: ns, ReadyTimeout: time.Second,
+		Images: kube.Images{Component: "debian:12", Workspace: "rdev-workspace:1"}})
+	must(t, err)
+	if err := c2.Deploy(ctx, p); err == nil || !strings.Contains(err.Error(), "dev pod rdev-shop-dev not ready within 1s: phase Pending") {
+		t.Fatalf("deploy with no node: %v", err)
 	}
 
 	// A component dropped: its Deployment and Service go, the rest stay.
