@@ -27,8 +27,12 @@ type Project struct {
 	ProtectedBranches []string    `json:"protected_branches"`
 	ReviewCommand     string      `json:"review_command"`
 	Components        []Component `json:"components"`
-	CreatedAt         time.Time   `json:"created_at"`
-	UpdatedAt         time.Time   `json:"updated_at"`
+	// Limits bound the project's sandboxes (its pod, each review).
+	Limits Limits `json:"limits"`
+	// Egress says where the project's code may connect.
+	Egress    Egress    `json:"egress"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Component is one process of a project: a shell command run in the
@@ -60,6 +64,9 @@ func (p *Project) Normalize() {
 	}
 	if p.Components == nil {
 		p.Components = []Component{}
+	}
+	if p.Egress.Mode == "" {
+		p.Egress.Mode = EgressPublic
 	}
 }
 
@@ -100,7 +107,10 @@ func (p *Project) Validate() error {
 		}
 		seen[c.Name] = true
 	}
-	return nil
+	if err := p.Limits.validate(); err != nil {
+		return err
+	}
+	return p.Egress.validate()
 }
 
 func (c *Component) validate(field string) error {
@@ -201,6 +211,8 @@ type ProjectPatch struct {
 	ProtectedBranches *[]string    `json:"protected_branches,omitempty"`
 	ReviewCommand     *string      `json:"review_command,omitempty"`
 	Components        *[]Component `json:"components,omitempty"`
+	Limits            *Limits      `json:"limits,omitempty"`
+	Egress            *Egress      `json:"egress,omitempty"`
 }
 
 // Apply returns a copy of p with the patch applied. The caller validates it.
@@ -219,6 +231,15 @@ func (pp ProjectPatch) Apply(p Project) Project {
 	}
 	if pp.Components != nil {
 		p.Components = *pp.Components
+	}
+	if pp.Limits != nil {
+		p.Limits = *pp.Limits
+	}
+	if pp.Egress != nil {
+		p.Egress = *pp.Egress
+		if p.Egress.Mode == "" {
+			p.Egress.Mode = EgressPublic
+		}
 	}
 	return p
 }

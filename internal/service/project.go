@@ -19,6 +19,8 @@ type ProjectRequest struct {
 	ProtectedBranches []string         `json:"protected_branches,omitempty"`
 	ReviewCommand     string           `json:"review_command,omitempty"`
 	Components        []rdev.Component `json:"components,omitempty"`
+	Limits            rdev.Limits      `json:"limits,omitempty"`
+	Egress            rdev.Egress      `json:"egress,omitempty"`
 	// ImportFrom is a git URL or a path on the server to import every
 	// branch and tag from; empty creates an empty repository.
 	ImportFrom string `json:"import_from,omitempty"`
@@ -27,7 +29,7 @@ type ProjectRequest struct {
 // Project returns the record the request describes, defaults filled.
 func (r *ProjectRequest) Project() rdev.Project {
 	p := rdev.Project{ID: r.ID, Name: r.Name, DefaultBranch: r.DefaultBranch, ProtectedBranches: r.ProtectedBranches,
-		ReviewCommand: r.ReviewCommand, Components: r.Components}
+		ReviewCommand: r.ReviewCommand, Components: r.Components, Limits: r.Limits, Egress: r.Egress}
 	p.Normalize()
 	return p
 }

@@ -11,11 +11,11 @@ import (
 	"rdev.dev/rdev/internal/rdev"
 )
 
-const projectCols = `id, name, default_branch, protected_branches, review_command, components, created_at, updated_at`
+const projectCols = `id, name, default_branch, protected_branches, review_command, components, limits, egress, created_at, updated_at`
 
 func scanProject(row pgx.Row) (*rdev.Project, error) {
 	var p rdev.Project
-	if err := row.Scan(&p.ID, &p.Name, &p.DefaultBranch, &p.ProtectedBranches, &p.ReviewCommand, &p.Components, &p.CreatedAt, &p.UpdatedAt); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &p.DefaultBranch, &p.ProtectedBranches, &p.ReviewCommand, &p.Components, &p.Limits, &p.Egress, &p.CreatedAt, &p.UpdatedAt); err != nil {
 		return nil, err
 	}
 	p.CreatedAt, p.UpdatedAt = utc(p.CreatedAt), utc(p.UpdatedAt)
@@ -27,8 +27,8 @@ func scanProject(row pgx.Row) (*rdev.Project, error) {
 func (s *Store) CreateProject(ctx context.Context, p *rdev.Project) error {
 	q := *p
 	q.Normalize()
-	_, err := s.pool.Exec(ctx, `INSERT INTO projects (`+projectCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		q.ID, q.Name, q.DefaultBranch, q.ProtectedBranches, q.ReviewCommand, q.Components, q.CreatedAt, q.UpdatedAt)
+	_, err := s.pool.Exec(ctx, `INSERT INTO projects (`+projectCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		q.ID, q.Name, q.DefaultBranch, q.ProtectedBranches, q.ReviewCommand, q.Components, q.Limits, q.Egress, q.CreatedAt, q.UpdatedAt)
 	if isUnique(err) {
 		return rdev.ErrProjectExists
 	}
@@ -84,8 +84,8 @@ func (s *Store) UpdateProject(ctx context.Context, p *rdev.Project) error {
 	q := *p
 	q.Normalize()
 	tag, err := s.pool.Exec(ctx, `UPDATE projects SET name = $1, default_branch = $2, protected_branches = $3,
-		review_command = $4, components = $5, updated_at = $6 WHERE id = $7`,
-		q.Name, q.DefaultBranch, q.ProtectedBranches, q.ReviewCommand, q.Components, q.UpdatedAt, q.ID)
+		review_command = $4, components = $5, limits = $6, egress = $7, updated_at = $8 WHERE id = $9`,
+		q.Name, q.DefaultBranch, q.ProtectedBranches, q.ReviewCommand, q.Components, q.Limits, q.Egress, q.UpdatedAt, q.ID)
 	return oneRow(tag, err, rdev.ErrProjectNotFound)
 }
 

@@ -14,13 +14,13 @@ import (
 	"rdev.dev/rdev/internal/rdev"
 )
 
-const projectCols = `id, name, default_branch, protected_branches, review_command, components, created_at, updated_at`
+const projectCols = `id, name, default_branch, protected_branches, review_command, components, limits, egress, created_at, updated_at`
 
 func scanProject(row scanner) (*rdev.Project, error) {
 	var p rdev.Project
-	var prot, comps string
+	var prot, comps, limits, egress string
 	var created, updated int64
-	if err := row.Scan(&p.ID, &p.Name, &p.DefaultBranch, &prot, &p.ReviewCommand, &comps, &created, &updated); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &p.DefaultBranch, &prot, &p.ReviewCommand, &comps, &limits, &egress, &created, &updated); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(prot), &p.ProtectedBranches); err != nil {
@@ -29,30 +29,41 @@ func scanProject(row scanner) (*rdev.Project, error) {
 	if err := json.Unmarshal([]byte(comps), &p.Components); err != nil {
 		return nil, fmt.Errorf("project %s: components: %w", p.ID, err)
 	}
+	if err := json.Unmarshal([]byte(limits), &p.Limits); err != nil {
+		return nil, fmt.Errorf("project %s: limits: %w", p.ID, err)
+	}
+	if err := json.Unmarshal([]byte(egress), &p.Egress); err != nil {
+		return nil, fmt.Errorf("project %s: egress: %w", p.ID, err)
+	}
 	p.CreatedAt, p.UpdatedAt = fromMicros(created), fromMicros(updated)
 	p.Normalize()
 	return &p, nil
 }
 
-func projectJSON(p *rdev.Project) (prot, comps string, err error) {
+// projectJSON returns the JSON columns of p: protected branches,
+// components, limits and egress.
+func projectJSON(p *rdev.Project) ([4]string, error) {
 	q := *p
 	q.Normalize()
-	b1, err := json.Marshal(q.ProtectedBranches)
-	if err != nil {
-		return "", "", err
+	var out [4]string
+	for i, v := range []any{q.ProtectedBranches, q.Components, q.Limits, q.Egress} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return out, err
+		}
+		out[i] = string(b)
 	}
-	b2, err := json.Marshal(q.Components)
-	return string(b1), string(b2), err
+	return out, nil
 }
 
 // CreateProject inserts p. rdev.ErrProjectExists if the id is taken.
 func (s *Store) CreateProject(ctx context.Context, p *rdev.Project) error {
-	prot, comps, err := projectJSON(p)
+	j, err := projectJSON(p)
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO projects (`+projectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.DefaultBranch, prot, p.ReviewCommand, comps, micros(p.CreatedAt), micros(p.UpdatedAt))
+	_, err = s.w.ExecContext(ctx, `INSERT INTO projects (`+projectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.DefaultBranch, j[0], p.ReviewCommand, j[1], j[2], j[3], micros(p.CreatedAt), micros(p.UpdatedAt))
 	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
 		return rdev.ErrProjectExists
 	}
@@ -117,13 +128,13 @@ func (s *Store) ListProjects(ctx context.Context, f rdev.ProjectFilter) ([]*rdev
 
 // UpdateProject replaces the mutable fields of p. rdev.ErrProjectNotFound if missing.
 func (s *Store) UpdateProject(ctx context.Context, p *rdev.Project) error {
-	prot, comps, err := projectJSON(p)
+	j, err := projectJSON(p)
 	if err != nil {
 		return err
 	}
 	res, err := s.w.ExecContext(ctx, `UPDATE projects SET name = ?, default_branch = ?, protected_branches = ?,
-		review_command = ?, components = ?, updated_at = ? WHERE id = ?`,
-		p.Name, p.DefaultBranch, prot, p.ReviewCommand, comps, micros(p.UpdatedAt), p.ID)
+		review_command = ?, components = ?, limits = ?, egress = ?, updated_at = ? WHERE id = ?`,
+		p.Name, p.DefaultBranch, j[0], p.ReviewCommand, j[1], j[2], j[3], micros(p.UpdatedAt), p.ID)
 	return oneRow(res, err, rdev.ErrProjectNotFound)
 }
 

@@ -47,6 +47,8 @@ func project(id string, at time.Time) *rdev.Project {
 			{Name: "web", Command: "npm start", Port: &port, Env: map[string]string{"NODE_ENV": "development"}, Image: "node:22"},
 			{Name: "worker", Command: "./worker"},
 		},
+		Limits:    rdev.Limits{Memory: "2GiB", PIDs: 512, CPU: 1.5},
+		Egress:    rdev.Egress{Mode: rdev.EgressAllow, Allow: []string{"proxy.golang.org", "*.npmjs.org", "10.1.2.0/24:5432"}},
 		CreatedAt: at, UpdatedAt: at,
 	}
 	return p
@@ -118,6 +120,9 @@ func testProjects(t *testing.T, open Opener) {
 		must(t, err)
 		if got.ProtectedBranches == nil || len(got.ProtectedBranches) != 0 || got.Components == nil || len(got.Components) != 0 {
 			t.Fatalf("want empty non-nil slices, got %#v %#v", got.ProtectedBranches, got.Components)
+		}
+		if got.Egress.Mode != rdev.EgressPublic || got.Limits != (rdev.Limits{}) {
+			t.Fatalf("want the public egress mode and no limits by default, got %+v %+v", got.Egress, got.Limits)
 		}
 	})
 	t.Run("DuplicateIDConflicts", func(t *testing.T) {
