@@ -190,3 +190,31 @@ func WorkspaceConfig(spec WorkspaceSpec, helper string) string {
 func QuoteConfig(v string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`).Replace(v) + `"`
 }
+
+// ReviewSpec is one run of a project's review command in a sandbox of its
+// own.
+type ReviewSpec struct {
+	TaskID    string
+	ProjectID string
+	Branch    string
+	Commit    string // the commit under review; the sandbox holds it checked out
+	Command   string // a shell string
+	Limits    rdev.Limits
+	Egress    rdev.Egress
+}
+
+// ReviewExit is how a review command ended, as observed from outside its
+// sandbox (never as reported by the command itself).
+type ReviewExit struct {
+	Code   int    // -1 when a signal ended it
+	Signal string // the signal's name, when one did
+}
+
+// Reviewer runs review commands confined: a trusted step checks the commit
+// out, then the command runs with no credential of rdev's or the worker's,
+// in a network namespace of its own. Its output goes to stdout and stderr;
+// ctx bounds it (a deadline kills it). An error means the review could not
+// run, not that it failed.
+type Reviewer interface {
+	RunReview(ctx context.Context, spec ReviewSpec, stdout, stderr io.Writer) (ReviewExit, error)
+}
