@@ -28,6 +28,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// RDEV_E2E_BINARY runs the suite against a binary built beforehand
+	// (CI's second run, as an unprivileged user without a Go toolchain).
+	if b := os.Getenv("RDEV_E2E_BINARY"); b != "" {
+		binary = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "rdev-e2e-")
 	if err != nil {
 		panic(err)
@@ -69,6 +75,10 @@ func tryStart(t testing.TB, env []string, args ...string) (*server, error) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--log-level", "warn"}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	if p := os.Getenv("RDEV_CGROUP_PARENT"); p != "" {
+		// The cgroup subtree delegated to the user the suite runs as.
+		cmd.Env = append(cmd.Env, "RDEV_CGROUP_PARENT="+p)
+	}
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -43,13 +43,15 @@ func TestExternalWorkerKilledMidTask(t *testing.T) {
 	workerKey := mustKey(t, c, "worker", rdev.ScopeWorkersExecute, rdev.ScopeWorkersRead)
 	marks := t.TempDir()
 	// The first attempt marks that it started and hangs; a later one passes.
+	// (The workers run with --sandbox none, so the review sees this
+	// machine's files; never the worker's environment.)
 	if _, err := c.CreateProject(ctx, client.ProjectRequest{ID: "web", Name: "Web", ImportFrom: sourceRepo(t),
-		ReviewCommand: `if [ -e "$MARKS/started" ]; then echo second attempt; exit 0; fi; touch "$MARKS/started"; exec sleep 120`}); err != nil {
+		ReviewCommand: `if [ -e '` + marks + `/started' ]; then echo second attempt; exit 0; fi; touch '` + marks + `/started'; exec sleep 120`}); err != nil {
 		t.Fatal(err)
 	}
 	co, commit := branchWork(t, c, s.URL+"/git/web.git", "agent/slow", map[string]string{"work.txt": "work\n"})
 
-	a, aOut := startWorker(t, s, workerKey, "MARKS="+marks)
+	a, aOut := startWorker(t, s, workerKey)
 	res, err := c.CheckinCheckout(ctx, "web", co.ID, client.CheckinRequest{AutoMerge: true})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +66,7 @@ func TestExternalWorkerKilledMidTask(t *testing.T) {
 	}
 	a.Wait()
 
-	b, bOut := startWorker(t, s, workerKey, "MARKS="+marks)
+	b, bOut := startWorker(t, s, workerKey)
 	task := waitTask(t, c, res.ReviewTaskID)
 	r := reviewResult(t, task)
 	if task.Status != "succeeded" || task.Attempts != 2 || r.Verdict != "passed" || !r.Merged || r.Commit != commit {

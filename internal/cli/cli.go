@@ -68,7 +68,8 @@ func newRoot(env Env) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.server, "server", "", "server URL (default: $RDEV_SERVER, else the one saved by rdev login)")
 	root.PersistentFlags().StringVar(&g.token, "token", "", "API key (default: $RDEV_TOKEN, else the one saved by rdev login)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(newServe(env), newLogin(g), newKeys(g), newProjects(g), newAudit(g), newCheckout(g), newGitCredential(g), newSession(g), newExec(g), newPreview(g), newWorker(g), newWorkers(g))
+	root.AddCommand(newServe(env), newLogin(g), newKeys(g), newProjects(g), newAudit(g), newCheckout(g), newGitCredential(g), newSession(g), newExec(g), newPreview(g), newWorker(g), newWorkers(g),
+		newSandboxAgent(env), newSandboxEnter(), newSandboxReap())
 	return root
 }
 

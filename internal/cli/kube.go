@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"rdev.dev/rdev/internal/cluster/kube"
+	"rdev.dev/rdev/internal/rdev"
 )
 
 // KubeConfig is the configuration of `rdev serve --cluster kube`.
@@ -74,7 +75,8 @@ func kubeClientConfig(c KubeConfig) (*rest.Config, string, error) {
 
 // openKube connects to the cluster and checks that rdev may work in its
 // namespace before the server starts.
-func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string, log *slog.Logger) (*kube.Cluster, error) {
+func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string, defaults rdev.Limits,
+	reviewToken func(ctx context.Context, projectID string) (string, func(), error), log *slog.Logger) (*kube.Cluster, error) {
 	if c.WorkspaceImage == "" {
 		return nil, errors.New("--cluster kube needs --workspace-image (an image with sh and git, where sessions run)")
 	}
@@ -114,5 +116,8 @@ func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string
 	}
 	log.Info("kubernetes cluster", "server", cfg.Host, "namespace", ns, "workspace_image", c.WorkspaceImage, "preview_mode", c.PreviewMode)
 	return kube.New(kube.Config{Client: kc, REST: cfg, Namespace: ns, WorkspaceRoot: c.WorkspaceRoot, ReadyTimeout: c.ReadyTimeout,
-		Images: kube.Images{Workspace: c.WorkspaceImage, Component: c.ComponentImage}, Previews: previews, Log: log})
+		Images: kube.Images{Workspace: c.WorkspaceImage, Component: c.ComponentImage}, Previews: previews, Log: log,
+		Pods:        kube.Pods{User: kube.DefaultUser, Limits: defaults},
+		CloneURL:    func(id string) string { return strings.TrimRight(publicURL, "/") + "/git/" + id + ".git" },
+		ReviewToken: reviewToken})
 }

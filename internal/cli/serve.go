@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,10 +23,13 @@ import (
 
 	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/cluster/local"
+	"rdev.dev/rdev/internal/egress"
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/httpapi"
+	"rdev.dev/rdev/internal/limits"
 	"rdev.dev/rdev/internal/loop"
 	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/sandbox"
 	"rdev.dev/rdev/internal/service"
 	"rdev.dev/rdev/internal/store/postgres"
 	"rdev.dev/rdev/internal/store/sqlite"
@@ -47,6 +52,10 @@ type ServeConfig struct {
 	OutputLimit     int64
 	IdleTimeout     time.Duration
 	Sandbox         string
+	SandboxUser     string
+	LimitMemory     string
+	LimitPIDs       int
+	LimitCPU        float64
 	WarmWorkspaces  int
 	Cluster         string // local or kube
 	GCConcurrency   int
@@ -93,7 +102,11 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
 	f.StringVar(&c.PreviewDomain, "preview-domain", "preview.localhost", "domain of session preview hosts (<session>.<domain>)")
 	f.Int64Var(&c.OutputLimit, "command-output-limit", 64<<20, "bytes of output kept per command; past it the oldest output is dropped")
-	f.StringVar(&c.Sandbox, "sandbox", "auto", "run project processes in bubblewrap: auto (when usable), bwrap (insist) or none")
+	f.StringVar(&c.Sandbox, "sandbox", "auto", "confine project code in bubblewrap: auto (refuse to start project code when bubblewrap is not usable), bwrap (refuse to start rdev without it) or none (unconfined: trust every agent)")
+	f.StringVar(&c.LimitMemory, "limit-memory", "2GiB", "memory of each sandbox (a project's pod, a review) unless the project sets limits.memory")
+	f.IntVar(&c.LimitPIDs, "limit-pids", 1024, "processes and threads of each sandbox unless the project sets limits.pids")
+	f.Float64Var(&c.LimitCPU, "limit-cpu", 2, "CPUs of each sandbox unless the project sets limits.cpu (cgroups only)")
+	f.StringVar(&c.SandboxUser, "sandbox-user", "", "user[:group] project code runs as when rdev runs as root (default "+sandbox.DefaultUser+", nobody:nogroup)")
 	f.IntVar(&c.WarmWorkspaces, "warm-workspaces", 2, "ready checkouts of the default branch each running project keeps for new sessions")
 	f.DurationVar(&c.IdleTimeout, "session-idle-timeout", 2*time.Hour, "end sessions idle this long (no API call, command output or preview traffic); 0 disables")
 	f.DurationVar(&c.CleanupInterval, "cleanup-interval", 30*time.Second, "how often expired checkouts and sessions are cleaned up")
@@ -224,35 +237,90 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if err != nil {
 		return fmt.Errorf("find the rdev binary: %w", err)
 	}
-	sandbox, err := local.ResolveSandbox(c.Sandbox)
+	user, err := sandbox.ResolveUser(c.SandboxUser, os.Geteuid())
 	if err != nil {
 		return err
 	}
+	mode, why := local.SandboxNone, error(nil)
+	if c.Cluster != "kube" { // on Kubernetes, pods and review pods confine project code
+		if mode, why, err = local.ResolveSandbox(c.Sandbox, user); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.Cluster == "kube":
+	case mode == local.SandboxNone:
+		log.Warn("--sandbox none: project code (components, session commands, reviews) runs unconfined, as rdev's user, with rdev's network; use it only if you trust every agent")
+	case mode == local.SandboxUnavailable:
+		log.Warn("no sandbox is usable: rdev serves its API but refuses to deploy projects, start sessions or run reviews", "why", why)
+	default:
+		uid := os.Geteuid()
+		if user != nil {
+			uid = int(user.UID)
+		}
+		log.Info("sandbox", "mode", mode, "uid", uid)
+	}
+	gitPort := loopbackPort(publicURL)
+	// The egress proxy and the limits are wired once the service and the
+	// API exist; the cluster's hooks reach them through these.
+	var (
+		svc   *service.Service
+		proxy *egress.Proxy
+		api   http.Handler
+	)
+	cgroups, err := limits.NewManager("/sys/fs/cgroup", cgroupParent(env.Getenv))
+	if err != nil {
+		return fmt.Errorf("resource limits: %w", err)
+	}
+	log.Info("resource limits", "mode", cgroups.Mode(), "why", cgroups.Reason())
+	defaults := rdev.Limits{Memory: c.LimitMemory, PIDs: c.LimitPIDs, CPU: c.LimitCPU}
+	if _, err := rdev.ParseMemory(c.LimitMemory); err != nil {
+		return fmt.Errorf("--limit-memory: %w", err)
+	}
 	localCfg := local.Config{Dir: filepath.Join(c.Data, "pods"), RepoPath: git.Path,
-		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now, Sandbox: sandbox, DataDir: c.Data, Executable: self,
-		WarmWorkspaces: c.WarmWorkspaces}
+		CredentialHelper: "!" + self + " git-credential", Log: log, Now: time.Now, Sandbox: mode, SandboxWhy: why, User: user,
+		DataDir: c.Data, Executable: self, WarmWorkspaces: c.WarmWorkspaces, ReviewDir: filepath.Join(c.Data, "reviews"), GitPort: gitPort,
+		Egress: func(ln net.Listener, projectID, taskID string) {
+			policy := rdev.Egress{Mode: rdev.EgressNone}
+			if p, err := svc.Project(context.Background(), projectID); err == nil {
+				policy = p.Egress
+			}
+			proxy.Serve(ln, egress.Sandbox{ProjectID: projectID, TaskID: taskID, Policy: policy, Git: api})
+		},
+		Limits: func(name string, l rdev.Limits) ([]string, error) {
+			g, err := cgroups.Create(name, limitSpec(l, defaults))
+			if err != nil {
+				return nil, err
+			}
+			return g.Args(), nil
+		},
+		Unlimit: func(name string) {
+			if g, err := cgroups.Open(name); err == nil {
+				g.Remove()
+			}
+		}}
 	if c.Cluster != "kube" && c.Kube.PreviewMode != "proxy" {
 		return errors.New("--preview-mode ingress needs --cluster kube")
 	}
 	var pods cluster.Cluster
+	var lc *local.Cluster
+	var kubeReviews cluster.Reviewer // reviews as pods of their own
 	switch c.Cluster {
 	case "local":
-		log.Info("local cluster", "sandbox", sandbox)
-		lc, err := local.New(localCfg)
-		if err != nil {
+		log.Info("local cluster", "sandbox", mode)
+		if lc, err = local.New(localCfg); err != nil {
 			return err
-		}
-		if err := lc.Recover(ctx); err != nil {
-			log.Warn("restart pods", "err", err)
 		}
 		defer lc.Close()
 		pods = lc
 	case "kube":
-		kc, err := openKube(ctx, c.Kube, c.PreviewDomain, publicURL, log)
+		kc, err := openKube(ctx, c.Kube, c.PreviewDomain, publicURL, defaults, func(ctx context.Context, projectID string) (string, func(), error) {
+			return svc.ReviewToken(ctx, projectID, c.ReviewTimeout+10*time.Minute)
+		}, log)
 		if err != nil {
 			return err
 		}
-		pods = kc
+		pods, kubeReviews = kc, kc
 	default:
 		return fmt.Errorf("--cluster must be local or kube, not %q", c.Cluster)
 	}
@@ -260,11 +328,12 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if err != nil {
 		return err
 	}
-	svc := service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
+	svc = service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
 		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease, WorkerTimeout: c.WorkerTimeout})
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)
 	}
+
 	if n, err := svc.RemoveEndedWorkspaces(ctx); err != nil {
 		log.Warn("remove workspaces of ended sessions", "removed", n, "err", err)
 	}
@@ -274,8 +343,26 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true, PreviewDomain: c.PreviewDomain})
+	api = httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true, PreviewDomain: c.PreviewDomain})
+	proxy = &egress.Proxy{Self: hostPort(publicURL), Metrics: egress.NewMetrics(reg), Log: log,
+		OnRefuse: func(ctx context.Context, s egress.Sandbox, r egress.Refusal) {
+			who := "pod:" + s.ProjectID
+			if s.TaskID != "" {
+				who = "task:" + s.TaskID
+			}
+			log.Warn("egress refused", "project", s.ProjectID, "task", s.TaskID, "target", r.Target, "reason", r.Reason)
+			e := &rdev.AuditEntry{At: time.Now().UTC(), KeyID: who, Method: "EGRESS", Route: "refused " + r.Target + ": " + r.Reason,
+				Target: "project/" + s.ProjectID, Status: http.StatusForbidden}
+			if err := svc.Audit(context.WithoutCancel(ctx), e); err != nil {
+				log.Warn("audit an egress refusal", "err", err)
+			}
+		}}
 
+	if lc != nil && mode != local.SandboxUnavailable {
+		if err := lc.Recover(ctx); err != nil {
+			log.Warn("restart pods", "err", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -302,7 +389,11 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		return errors.New("--review-workers must be between 0 and 1024")
 	}
 	if c.ReviewWorkers > 0 {
-		stop, err := startReviewWorkers(loops, svc, git, local.Sandboxer(localCfg), c, log)
+		var reviewer cluster.Reviewer = lc
+		if kubeReviews != nil {
+			reviewer = kubeReviews
+		}
+		stop, err := startReviewWorkers(loops, svc, reviewer, c, log)
 		if err != nil {
 			return err
 		}
@@ -334,7 +425,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 // stop waits for its reviews to stop and removes it from the pool.
 // Reviews run on this server's machine (in bubblewrap when usable) with
 // either cluster.
-func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.Host, sandboxed func([]string, string, string) []string, c ServeConfig, log *slog.Logger) (func(), error) {
+func startReviewWorkers(ctx context.Context, svc *service.Service, reviewer cluster.Reviewer, c ServeConfig, log *slog.Logger) (func(), error) {
 	dir := filepath.Join(c.Data, "reviews")
 	os.RemoveAll(dir) // workspaces of reviews cut short by a crash
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -345,15 +436,8 @@ func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.
 	if err != nil {
 		return nil, fmt.Errorf("register the built-in review worker: %w", err)
 	}
-	review := &worker.Review{
-		Checkout: func(ctx context.Context, project, commit, dir string) error {
-			return worker.GitCheckout(ctx, git.Path(project), commit, dir, true)
-		},
-		Sandbox: sandboxed,
-		Dir:     dir,
-		Timeout: c.ReviewTimeout,
-		Env:     withoutRdevVars(os.Environ()),
-	}
+	review := &worker.Review{Runner: reviewer, Timeout: c.ReviewTimeout,
+		Project: func(ctx context.Context, id string) (*rdev.Project, error) { return svc.Project(ctx, id) }}
 	r := &worker.Runner{API: service.LocalWorkers{S: svc}, WorkerID: w.ID, Capacity: c.ReviewWorkers, Log: log,
 		Handlers: map[string]worker.Handler{rdev.TaskKindReview: review.Handle}}
 	rctx, cancel := context.WithCancel(ctx)
@@ -367,16 +451,65 @@ func startReviewWorkers(ctx context.Context, svc *service.Service, git *githost.
 	}, nil
 }
 
-// withoutRdevVars drops RDEV_* variables (the admin token among them) from
-// an environment handed to project code.
-func withoutRdevVars(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "RDEV_") {
-			out = append(out, kv)
-		}
+// limitSpec is a project's limits over the server's defaults, in bytes,
+// processes and CPUs.
+func limitSpec(l, defaults rdev.Limits) limits.Spec {
+	if l.Memory == "" {
+		l.Memory = defaults.Memory
 	}
-	return out
+	if l.PIDs == 0 {
+		l.PIDs = defaults.PIDs
+	}
+	if l.CPU == 0 {
+		l.CPU = defaults.CPU
+	}
+	return limits.Spec{MemoryBytes: l.MemoryBytes(), PIDs: l.PIDs, CPU: l.CPU}
+}
+
+// cgroupParent is the cgroup rdev's sandboxes go under: "rdev" as root, or
+// the subtree delegated to rdev's user ($RDEV_CGROUP_PARENT, see
+// docs/security.md).
+func cgroupParent(getenv func(string) string) string {
+	if p := getenv("RDEV_CGROUP_PARENT"); p != "" {
+		return p
+	}
+	return "rdev"
+}
+
+// hostPort is the host:port of a URL, its scheme's port when it names none.
+func hostPort(public string) string {
+	u, err := url.Parse(public)
+	if err != nil {
+		return ""
+	}
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
+
+// loopbackPort is the port of a loopback public URL (where sandboxes find
+// rdev's git host relayed on their own loopback), else 0.
+func loopbackPort(public string) int {
+	u, err := url.Parse(public)
+	if err != nil {
+		return 0
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+		return 0
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		if u.Scheme == "https" {
+			return 443
+		}
+		return 80
+	}
+	return port
 }
 
 // initAdmin seeds RDEV_ADMIN_TOKEN, or on first start creates an admin key

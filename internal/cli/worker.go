@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -16,17 +15,19 @@ import (
 	"rdev.dev/rdev/client"
 	"rdev.dev/rdev/internal/cluster/local"
 	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/sandbox"
 	"rdev.dev/rdev/internal/worker"
 )
 
 func newWorker(g *globals) *cobra.Command {
 	var (
-		kinds    []string
-		capacity int
-		name     string
-		timeout  time.Duration
-		sandbox  string
-		dir      string
+		kinds       []string
+		capacity    int
+		name        string
+		timeout     time.Duration
+		sandboxMode string
+		sandboxUser string
+		dir         string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -48,9 +49,40 @@ tasks in hand go back to the queue.`,
 			if err != nil {
 				return err
 			}
-			mode, err := local.ResolveSandbox(sandbox)
+			user, err := sandbox.ResolveUser(sandboxUser, os.Geteuid())
 			if err != nil {
 				return err
+			}
+			mode, why, err := local.ResolveSandbox(sandboxMode, user)
+			if err != nil {
+				return err
+			}
+			if mode == local.SandboxUnavailable {
+				return fmt.Errorf("this worker cannot run review commands: %w", why)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the rdev binary: %w", err)
+			}
+			if dir == "" {
+				dir = os.TempDir()
+			}
+			wdir, err := os.MkdirTemp(dir, "rdev-worker-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(wdir)
+			log, _ := newLogger(g.env.Stderr, "info", "text")
+			runner, err := local.New(local.Config{Dir: wdir, Sandbox: mode, User: user, Executable: self, Log: log,
+				ReviewCheckout: func(ctx context.Context, project, commit, dir string) error {
+					src := c.BaseURL() + "/git/" + url.PathEscape(project) + ".git"
+					return worker.GitCheckout(ctx, src, commit, dir, false, c.GitAuthEnv()...)
+				}})
+			if err != nil {
+				return err
+			}
+			if mode == local.SandboxNone {
+				fmt.Fprintln(g.env.Stderr, "warning: --sandbox none: review commands run unconfined, as this worker's user, with its network")
 			}
 			if name == "" {
 				host, _ := os.Hostname()
@@ -63,24 +95,9 @@ tasks in hand go back to the queue.`,
 				return err
 			}
 			defer c.DeregisterWorker(context.WithoutCancel(ctx), w.ID)
-			review := &worker.Review{
-				Checkout: func(ctx context.Context, project, commit, dir string) error {
-					src := c.BaseURL() + "/git/" + url.PathEscape(project) + ".git"
-					return worker.GitCheckout(ctx, src, commit, dir, false, c.GitAuthEnv()...)
-				},
-				Dir:     dir,
-				Timeout: timeout,
-				Env:     withoutRdevVars(os.Environ()),
-			}
-			if mode == local.SandboxBwrap {
-				var hide []string
-				if p, err := configPath(g.env.Getenv); err == nil {
-					hide = append(hide, filepath.Dir(p))
-				}
-				review.Sandbox = worker.Bubblewrap(hide...)
-			}
+			review := &worker.Review{Runner: runner, Timeout: timeout,
+				Project: func(ctx context.Context, id string) (*rdev.Project, error) { return c.GetProject(ctx, id) }}
 			fmt.Fprintf(g.env.Stderr, "worker %s (%s) running %d review(s) at a time against %s, sandbox %s\n", w.ID, name, capacity, c.BaseURL(), mode)
-			log, _ := newLogger(g.env.Stderr, "info", "text")
 			r := &worker.Runner{API: c, WorkerID: w.ID, Capacity: capacity, Log: log,
 				Handlers: map[string]worker.Handler{rdev.TaskKindReview: review.Handle}}
 			r.Run(ctx)
@@ -93,7 +110,8 @@ tasks in hand go back to the queue.`,
 	f.IntVar(&capacity, "capacity", 1, "tasks run at a time")
 	f.StringVar(&name, "name", "", "the worker's name in the pool (default rdev-worker@<host>)")
 	f.DurationVar(&timeout, "review-timeout", worker.DefaultReviewTimeout, "how long a review command may run")
-	f.StringVar(&sandbox, "sandbox", "auto", "run review commands in bubblewrap: auto, bwrap or none")
+	f.StringVar(&sandboxMode, "sandbox", "auto", "run review commands in bubblewrap: auto (refuse to start without it), bwrap or none (unconfined: trust every project)")
+	f.StringVar(&sandboxUser, "sandbox-user", "", "user:group review commands run as when the worker runs as root (default "+sandbox.DefaultUser+")")
 	f.StringVar(&dir, "dir", "", "where review workspaces are made (default: the system's temporary directory)")
 	return cmd
 }

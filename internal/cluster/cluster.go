@@ -7,6 +7,7 @@ package cluster
 import (
 	"context"
 	"io"
+	"net"
 	"strings"
 	"syscall"
 	"time"
@@ -131,6 +132,9 @@ type Cluster interface {
 	// PreviewAddr returns host:port where rdev reaches the session's
 	// preview port (the port commands are given as $PORT).
 	PreviewAddr(ctx context.Context, projectID, sessionID string) (string, error)
+	// DialPreview connects to the session's preview port, wherever the
+	// pod's network is (the local sandbox's own namespace, a pod's IP).
+	DialPreview(ctx context.Context, projectID, sessionID string) (net.Conn, error)
 	// RemoveWorkspace removes a session's workspace; a missing one is not
 	// an error.
 	RemoveWorkspace(ctx context.Context, projectID, sessionID string) error

@@ -45,7 +45,7 @@ func BenchmarkExecTrue(b *testing.B) {
 	for _, sandbox := range []string{local.SandboxNone, local.SandboxBwrap} {
 		b.Run(sandbox, func(b *testing.B) {
 			if sandbox == local.SandboxBwrap {
-				if m, _ := local.ResolveSandbox(local.SandboxAuto); m != local.SandboxBwrap {
+				if m, _, _ := local.ResolveSandbox(local.SandboxAuto, testUser(b)); m != local.SandboxBwrap {
 					b.Skip("bubblewrap is not usable")
 				}
 			}

@@ -55,7 +55,7 @@ func newHarnessWith(t testing.TB, st rdev.Store, sandbox string, outputLimit int
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: git.Path, CredentialHelper: "!true", Log: log, Sandbox: sandbox})
+	pods, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: git.Path, CredentialHelper: "!true", Log: log, Sandbox: sandbox, Executable: testExecutable(t), User: testUser(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -44,7 +46,7 @@ func (s *Server) servePathPreview(w http.ResponseWriter, r *http.Request) {
 // checking access: an API key that may read the session, a signed link's
 // token (traded for a cookie), or that cookie.
 func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, sid, prefix string) {
-	sess, addr, err := s.svc.PreviewTarget(r.Context(), sid)
+	sess, err := s.svc.PreviewTarget(r.Context(), sid)
 	switch {
 	case errors.Is(err, rdev.ErrSessionNotFound):
 		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid+": it does not exist or has ended")
@@ -100,8 +102,11 @@ func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, sid, prefi
 		}
 	}
 	s.svc.TouchPreview(r.Context(), sid)
-	target := &url.URL{Scheme: "http", Host: addr}
+	// The session's preview is reached by DialPreview wherever its pod's
+	// network is; the host names it for the shared transport.
+	target := &url.URL{Scheme: "http", Host: sid + previewHostSuffix}
 	proxy := &httputil.ReverseProxy{
+		Transport: s.previewTransport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, prefix)
@@ -121,6 +126,32 @@ func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, sid, prefi
 		},
 	}
 	proxy.ServeHTTP(w, r)
+}
+
+// previewHostSuffix marks the made-up host of a session's preview in the
+// preview transport's dials (.invalid never resolves).
+const previewHostSuffix = ".preview.rdev.invalid"
+
+// newPreviewTransport returns the transport of every preview: its dials
+// go to the session's preview port through the cluster.
+func newPreviewTransport(svc *service.Service) *http.Transport {
+	return &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			sid, ok := strings.CutSuffix(host, previewHostSuffix)
+			if !ok {
+				return nil, errors.New("not a preview host: " + host)
+			}
+			return svc.DialPreview(ctx, sid)
+		},
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 0,
+		ForceAttemptHTTP2:     false,
+	}
 }
 
 // stripCookie removes one cookie from a request's Cookie headers.
@@ -185,7 +216,7 @@ func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
 		previewError(w, http.StatusNotFound, "rdev: neither X-Forwarded-Host nor X-Original-URL names a session preview (<session>."+s.previewDomain+")")
 		return
 	}
-	sess, _, err := s.svc.PreviewTarget(r.Context(), sid)
+	sess, err := s.svc.PreviewTarget(r.Context(), sid)
 	if err != nil {
 		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid+": it does not exist or has ended")
 		return

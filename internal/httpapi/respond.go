@@ -92,8 +92,11 @@ func respond(w http.ResponseWriter, r *http.Request, status int, data any) {
 func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error, internalMsg string) {
 	status, body := http.StatusInternalServerError, errorBody{Code: "INTERNAL_ERROR", Message: internalMsg}
 	var inv *rdev.InvalidError
+	var nosb *rdev.SandboxUnavailableError
 	if errors.As(err, &inv) {
 		status, body = http.StatusBadRequest, errorBody{Code: "BAD_REQUEST", Message: inv.Message, Field: inv.Field}
+	} else if errors.As(err, &nosb) {
+		status, body = http.StatusServiceUnavailable, errorBody{Code: "SANDBOX_UNAVAILABLE", Message: nosb.Error()}
 	} else {
 		found := false
 		for _, e := range errorTable {

@@ -27,6 +27,9 @@ type Server struct {
 	router        chi.Router
 	logRequests   bool
 	previewDomain string
+	// previewTransport is shared by every preview, so that connections to
+	// a session's app are reused.
+	previewTransport *http.Transport
 }
 
 // Config holds what New needs.
@@ -44,7 +47,7 @@ type Config struct {
 // New builds the handler.
 func New(c Config) *Server {
 	s := &Server{svc: c.Service, log: c.Log, metrics: newMetrics(c.Registry), logRequests: c.LogRequests,
-		previewDomain: strings.ToLower(strings.Trim(c.PreviewDomain, "."))}
+		previewDomain: strings.ToLower(strings.Trim(c.PreviewDomain, ".")), previewTransport: newPreviewTransport(c.Service)}
 	s.router = s.routes(c.Registry)
 	return s
 }

@@ -60,3 +60,19 @@ func IsInvalid(err error) bool {
 	var ie *InvalidError
 	return errors.As(err, &ie)
 }
+
+// ErrSandboxUnavailable means project code cannot start: rdev runs with
+// --sandbox auto and no sandbox is usable on this machine. Errors that
+// wrap it are *SandboxUnavailableError, saying what is missing.
+var ErrSandboxUnavailable = errors.New("rdev cannot start project code here: no sandbox is usable")
+
+// SandboxUnavailableError is ErrSandboxUnavailable with its reason and
+// fix.
+type SandboxUnavailableError struct{ Reason string }
+
+func (e *SandboxUnavailableError) Error() string {
+	return "rdev cannot start project code here: " + e.Reason
+}
+
+// Is makes errors.Is(err, ErrSandboxUnavailable) hold.
+func (e *SandboxUnavailableError) Is(target error) bool { return target == ErrSandboxUnavailable }

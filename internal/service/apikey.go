@@ -234,3 +234,18 @@ func (s *Service) EnsureAdminKey(ctx context.Context, path string) (bool, error)
 	}
 	return true, nil
 }
+
+// ReviewToken mints a key that can only read projectID (clone and fetch
+// it), for the trusted checkout step of a review pod, expiring after ttl;
+// revoke deletes it as soon as the checkout is done.
+func (s *Service) ReviewToken(ctx context.Context, projectID string, ttl time.Duration) (string, func(), error) {
+	now := s.clock()
+	id, token := rdev.NewKeyToken()
+	exp := now.Add(ttl)
+	k := rdev.APIKey{ID: id, Name: "review checkout of " + projectID, Scopes: []rdev.Scope{rdev.ScopeProjectsRead},
+		Projects: []string{projectID}, Hash: rdev.HashToken(token), CreatedAt: now, CreatedBy: "rdev", ExpiresAt: &exp}
+	if err := s.store.CreateKey(ctx, &k); err != nil {
+		return "", nil, err
+	}
+	return token, func() { s.DeleteKey(context.WithoutCancel(ctx), id) }, nil
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -83,22 +84,26 @@ func (s *Service) PreviewTokenValid(sid, token string) (time.Time, bool) {
 	return exp, true
 }
 
-// PreviewTarget returns the active session sid and the address its
-// preview port is reached at; rdev.ErrSessionNotFound when the session
-// does not exist or has ended.
-func (s *Service) PreviewTarget(ctx context.Context, sid string) (*rdev.Session, string, error) {
+// PreviewTarget returns the active session sid; rdev.ErrSessionNotFound
+// when the session does not exist or has ended.
+func (s *Service) PreviewTarget(ctx context.Context, sid string) (*rdev.Session, error) {
 	sess, err := s.store.SessionByID(ctx, sid)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if sess.Status != rdev.SessionActive {
-		return nil, "", rdev.ErrSessionNotFound
+		return nil, rdev.ErrSessionNotFound
 	}
-	addr, err := s.cluster.PreviewAddr(ctx, sess.ProjectID, sid)
+	return sess, nil
+}
+
+// DialPreview connects to the preview port of the active session sid.
+func (s *Service) DialPreview(ctx context.Context, sid string) (net.Conn, error) {
+	sess, err := s.PreviewTarget(ctx, sid)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return sess, addr, nil
+	return s.cluster.DialPreview(ctx, sess.ProjectID, sid)
 }
 
 // AuthorizePreviewKey checks that an API key may read the session's

@@ -90,6 +90,12 @@ func (s *Service) GetProject(ctx context.Context, caller *rdev.APIKey, id string
 	return s.store.GetProject(ctx, id)
 }
 
+// Project returns a project for rdev's own use (a sandbox's limits and
+// egress policy), with no caller to check; rdev.ErrProjectNotFound.
+func (s *Service) Project(ctx context.Context, id string) (*rdev.Project, error) {
+	return s.store.GetProject(ctx, id)
+}
+
 // ListProjects returns a page of the projects the caller may see.
 func (s *Service) ListProjects(ctx context.Context, caller *rdev.APIKey, page rdev.Page) ([]*rdev.Project, string, error) {
 	f := rdev.ProjectFilter{Page: page}

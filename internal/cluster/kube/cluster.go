@@ -38,7 +38,18 @@ type Config struct {
 	ReadyTimeout time.Duration
 	PageSize     int64
 	Previews     Previews
-	Log          *slog.Logger
+	// Pods is how project pods run: their user and default limits.
+	Pods Pods
+	// Network is what each project's NetworkPolicy admits.
+	Network Network
+	// CloneURL is a project's URL on rdev's git host as pods reach it
+	// (<public-url>/git/<project>.git); review pods fetch from it.
+	CloneURL func(projectID string) string
+	// ReviewToken returns a token that may only read the project's
+	// repository, for one review's checkout step, and a function revoking
+	// it (called once the checkout is done, or the review ends).
+	ReviewToken func(ctx context.Context, projectID string) (token string, revoke func(), err error)
+	Log         *slog.Logger
 }
 
 // TuneClient sets what rdev's client needs of its configuration: protobuf
@@ -62,6 +73,8 @@ type Cluster struct {
 	root         string
 	readyTimeout time.Duration
 	previews     Previews
+	cloneURL     func(projectID string) string
+	reviewToken  func(ctx context.Context, projectID string) (string, func(), error)
 	log          *slog.Logger
 
 	mu    sync.Mutex
@@ -78,7 +91,10 @@ type cachedPod struct {
 // commands before the API server is asked again.
 const podCacheTTL = 5 * time.Second
 
-var _ cluster.Cluster = (*Cluster)(nil)
+var (
+	_ cluster.Cluster  = (*Cluster)(nil)
+	_ cluster.Reviewer = (*Cluster)(nil)
+)
 
 // New returns the backend over cfg.
 func New(cfg Config) (*Cluster, error) {
@@ -91,8 +107,10 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Images.Workspace == "" || cfg.Images.Component == "" {
 		return nil, errors.New("kube: the workspace and component images are required")
 	}
-	if err := cfg.Previews.validate(); err != nil {
-		return nil, err
+	for _, err := range []error{cfg.Previews.validate(), cfg.Pods.validate(), cfg.Network.validate()} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	if cfg.WorkspaceRoot == "" {
 		cfg.WorkspaceRoot = "/workspace"
@@ -105,8 +123,9 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	return &Cluster{
 		Deployer: Deployer{Resources: Resources{Client: cfg.Client, Namespace: cfg.Namespace, PageSize: cfg.PageSize},
-			Images: cfg.Images, WorkspaceRoot: cfg.WorkspaceRoot},
-		rest: cfg.REST, root: strings.TrimRight(cfg.WorkspaceRoot, "/"), readyTimeout: cfg.ReadyTimeout, previews: cfg.Previews, log: cfg.Log,
+			Images: cfg.Images, WorkspaceRoot: cfg.WorkspaceRoot, Pods: cfg.Pods, Network: cfg.Network},
+		rest: cfg.REST, root: strings.TrimRight(cfg.WorkspaceRoot, "/"), readyTimeout: cfg.ReadyTimeout, previews: cfg.Previews,
+		cloneURL: cfg.CloneURL, reviewToken: cfg.ReviewToken, log: cfg.Log,
 		ports: map[string]int{}, ips: map[string]cachedPod{},
 	}, nil
 }

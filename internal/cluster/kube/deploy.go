@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,23 +26,43 @@ type Images struct {
 // DevComponent labels a project's dev pod, where sessions run.
 const DevComponent = "dev"
 
-// Deployer makes a project's objects: per component a Deployment (and a
-// Service when it has a port), and the project's dev pod. Every object
-// carries the labels of SPEC §2.
+// Deployer makes a project's objects: its NetworkPolicy, per component a
+// Deployment (and a Service when it has a port), and the project's dev
+// pod. Every object carries the labels of SPEC §2.
 type Deployer struct {
 	Resources
 	Images Images
 	// WorkspaceRoot is the dev pod's working directory, where sessions'
-	// workspaces are made (default /workspace).
+	// workspaces are made (default /workspace); an emptyDir volume.
 	WorkspaceRoot string
+	// Pods is how the project's pods run (user, limits).
+	Pods Pods
+	// Network is what the project's NetworkPolicy admits.
+	Network Network
 }
 
 func objectName(projectID, part string) string { return "rdev-" + projectID + "-" + part }
 
+// workspaceVolume is the emptyDir holding workspaces: sessions' in the dev
+// pod, the checkout in a review pod.
+const workspaceVolume = "workspace"
+
+// root is the workspace volume's mount path.
+func (d *Deployer) root() string {
+	if d.WorkspaceRoot == "" {
+		return "/workspace"
+	}
+	return strings.TrimRight(d.WorkspaceRoot, "/")
+}
+
 // Deploy creates or updates the project's objects, and deletes those of
-// components it no longer has.
+// components it no longer has. The NetworkPolicy comes first, so that no
+// pod of the project runs without it.
 func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 	ns, c := d.Namespace, d.Client
+	if err := d.applyNetworkPolicy(ctx, p.ID); err != nil {
+		return err
+	}
 	wanted := map[string]bool{}
 	for _, comp := range p.Components {
 		labels := map[string]string(cluster.ProjectLabels(p.ID).With(cluster.LabelComponent, comp.Name))
@@ -64,6 +85,7 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 			Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
 					Spec: corev1.PodSpec{Containers: []corev1.Container{container}}}}}
+		d.Pods.secure(&dep.Spec.Template.Spec, p.Limits)
 		if err := upsert(ctx, dep, c.AppsV1().Deployments(ns).Create, c.AppsV1().Deployments(ns).Get,
 			func(ctx context.Context, cur *appsv1.Deployment) error {
 				cur.Labels, cur.Spec = dep.Labels, dep.Spec
@@ -89,18 +111,19 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 	}
-	// The dev pod: the workspace container sessions exec into.
+	// The dev pod: the workspace container sessions exec into, over an
+	// emptyDir the pod's group (fsGroup) may write.
 	devLabels := map[string]string(cluster.ProjectLabels(p.ID).With(cluster.LabelComponent, DevComponent))
 	devName := objectName(p.ID, DevComponent)
-	root := d.WorkspaceRoot
-	if root == "" {
-		root = "/workspace"
-	}
+	root := d.root()
 	wanted[devName] = true
 	dev := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: devName, Namespace: ns, Labels: devLabels},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: WorkspaceContainer, Image: d.Images.Workspace,
-			Command:    []string{"/bin/sh", "-c", "mkdir -p \"$0\"; trap 'exit 0' TERM; while :; do sleep 3600 & wait; done", root},
-			WorkingDir: root}}}}
+			Command:      []string{"/bin/sh", "-c", "mkdir -p \"$0\"; trap 'exit 0' TERM; while :; do sleep 3600 & wait; done", root},
+			WorkingDir:   root,
+			VolumeMounts: []corev1.VolumeMount{{Name: workspaceVolume, MountPath: root}}}},
+			Volumes: []corev1.Volume{{Name: workspaceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}}}
+	d.Pods.secure(&dev.Spec, p.Limits)
 	if _, err := c.CoreV1().Pods(ns).Create(ctx, dev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("pod %s: %w", devName, err)
 	}

@@ -66,7 +66,7 @@ func TestProjectDeleteWithPreviewsOnTheAPIServer(t *testing.T) {
 		t.Fatalf("preview service: %+v", svc.Spec)
 	}
 	waitUntil(t, func() bool { return count(t, kc, "shop")["Pod"] == 4 })
-	if got, want := count(t, kc, "shop"), map[string]int{"Deployment": 3, "Service": 4, "Pod": 4, "Ingress": 2, "Secret": 0}; !equal(got, want) {
+	if got, want := count(t, kc, "shop"), map[string]int{"Deployment": 3, "Service": 4, "Pod": 4, "Ingress": 2, "Secret": 0, "NetworkPolicy": 1}; !equal(got, want) {
 		t.Fatalf("before: %v, want %v", got, want)
 	}
 	otherBefore := count(t, kc, "other")
@@ -78,12 +78,12 @@ func TestProjectDeleteWithPreviewsOnTheAPIServer(t *testing.T) {
 		t.Fatalf("denied delete: %v", err)
 	}
 	waitUntil(t, func() bool {
-		return equal(count(t, kc, "shop"), map[string]int{"Deployment": 0, "Service": 0, "Pod": 0, "Ingress": 2, "Secret": 0})
+		return equal(count(t, kc, "shop"), map[string]int{"Deployment": 0, "Service": 0, "Pod": 0, "Ingress": 2, "Secret": 0, "NetworkPolicy": 0})
 	})
 
 	must(t, c.DeleteSelected(ctx, cluster.ProjectLabels("shop")))
 	waitUntil(t, func() bool {
-		return equal(count(t, kc, "shop"), map[string]int{"Deployment": 0, "Service": 0, "Pod": 0, "Ingress": 0, "Secret": 0})
+		return equal(count(t, kc, "shop"), map[string]int{"Deployment": 0, "Service": 0, "Pod": 0, "Ingress": 0, "Secret": 0, "NetworkPolicy": 0})
 	})
 	// Every kind rdev makes, pods in their grace period included.
 	rs, err := c.List(ctx)

@@ -4,8 +4,7 @@
 //
 // This file is its resource half — listing what rdev manages, deleting one
 // object, deleting by label selector across every kind — which the
-// project delete and the resource GC use. Deploy, pod binding, exec and
-// previews are the next slices of the issue.
+// project delete and the resource GC use.
 package kube
 
 import (
@@ -68,13 +67,15 @@ func lister[L any, T any](name string, list func(context.Context, metav1.ListOpt
 }
 
 // Kinds of objects rdev manages, in the order deletion takes them: what
-// routes traffic first, then what runs.
+// routes traffic first, then what runs, and last the NetworkPolicy that
+// confines what runs.
 func (r *Resources) kinds() []kind {
 	ns, c := r.Namespace, r.Client
 	bg := metav1.DeletePropagationBackground
 	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
 	sel := func(s string) metav1.ListOptions { return metav1.ListOptions{LabelSelector: s} }
 	ing, svc, dep, pod, sec := c.NetworkingV1().Ingresses(ns), c.CoreV1().Services(ns), c.AppsV1().Deployments(ns), c.CoreV1().Pods(ns), c.CoreV1().Secrets(ns)
+	np := c.NetworkingV1().NetworkPolicies(ns)
 	return []kind{
 		{name: "Ingress",
 			list: lister("Ingress", ing.List, func(l *networkingv1.IngressList) ([]networkingv1.Ingress, string) { return l.Items, l.Continue },
@@ -100,8 +101,15 @@ func (r *Resources) kinds() []kind {
 				func(o *corev1.Secret) metav1.ObjectMeta { return o.ObjectMeta }),
 			del:    func(ctx context.Context, n string) error { return sec.Delete(ctx, n, opts) },
 			delAll: func(ctx context.Context, s string) error { return sec.DeleteCollection(ctx, opts, sel(s)) }},
+		{name: "NetworkPolicy",
+			list: lister("NetworkPolicy", np.List, func(l *netpolList) ([]networkingv1.NetworkPolicy, string) { return l.Items, l.Continue },
+				func(o *networkingv1.NetworkPolicy) metav1.ObjectMeta { return o.ObjectMeta }),
+			del:    func(ctx context.Context, n string) error { return np.Delete(ctx, n, opts) },
+			delAll: func(ctx context.Context, s string) error { return np.DeleteCollection(ctx, opts, sel(s)) }},
 	}
 }
+
+type netpolList = networkingv1.NetworkPolicyList
 
 func (r *Resources) kind(name string) (kind, bool) {
 	for _, k := range r.kinds() {

@@ -32,7 +32,8 @@ func must(t *testing.T, err error) {
 
 // objects makes, for project p, what a deployed project with three
 // components and two previews holds: three Deployments and Services, the
-// dev pod, two preview Ingresses and a Secret.
+// dev pod, two preview Ingresses, a Secret and a NetworkPolicy (of another
+// name and rules than Deploy makes now, as an older deploy may have left).
 func objects(t *testing.T, kc kubernetes.Interface, p string) {
 	ctx := context.Background()
 	labels := func(extra ...string) map[string]string {
@@ -67,6 +68,10 @@ func objects(t *testing.T, kc kubernetes.Interface, p string) {
 	}
 	_, err = kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta("token")}, metav1.CreateOptions{})
 	must(t, err)
+	_, err = kc.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: meta("netpol"),
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{cluster.LabelProject: p}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}, metav1.CreateOptions{})
+	must(t, err)
 }
 
 // count lists, through the API server, the objects of each kind labelled
@@ -85,6 +90,8 @@ func count(t *testing.T, kc kubernetes.Interface, p string) map[string]int {
 	must(t, err)
 	se, err := kc.CoreV1().Secrets(ns).List(ctx, o)
 	must(t, err)
+	np, err := kc.NetworkingV1().NetworkPolicies(ns).List(ctx, o)
+	must(t, err)
 	// Pods being deleted gracefully still list until their kubelet (none
 	// here) confirms; count those not marked for deletion.
 	pods := 0
@@ -94,6 +101,7 @@ func count(t *testing.T, kc kubernetes.Interface, p string) map[string]int {
 		}
 	}
 	out["Deployment"], out["Service"], out["Pod"], out["Ingress"], out["Secret"] = len(d.Items), len(s.Items), pods, len(in.Items), len(se.Items)
+	out["NetworkPolicy"] = len(np.Items)
 	return out
 }
 
@@ -109,14 +117,14 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 	_, err = kc.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "foreign", Namespace: ns,
 		Labels: map[string]string{cluster.LabelProject: "gone"}}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}, metav1.CreateOptions{})
 	must(t, err)
-	full := map[string]int{"Deployment": 3, "Service": 3, "Pod": 1, "Ingress": 2, "Secret": 1}
+	full := map[string]int{"Deployment": 3, "Service": 3, "Pod": 1, "Ingress": 2, "Secret": 1, "NetworkPolicy": 1}
 
 	t.Run("EveryKindOfTheProjectGoes", func(t *testing.T) {
 		r := &kube.Resources{Client: kc, Namespace: ns}
 		must(t, r.DeleteSelected(ctx, cluster.ProjectLabels("gone")))
 		got := count(t, kc, "gone")
 		// The unlabelled-by-rdev Service of the same project stays.
-		if got["Service"] != 1 || got["Deployment"]+got["Pod"]+got["Ingress"]+got["Secret"] != 0 {
+		if got["Service"] != 1 || got["Deployment"]+got["Pod"]+got["Ingress"]+got["Secret"]+got["NetworkPolicy"] != 0 {
 			t.Fatalf("left of gone: %v", got)
 		}
 		if got := count(t, kc, "kept"); !equal(got, full) {
@@ -134,7 +142,7 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 			t.Fatalf("joined error: %v", err)
 		}
 		got := count(t, kc, "denied")
-		if got["Ingress"] != 2 || got["Deployment"]+got["Service"]+got["Pod"]+got["Secret"] != 0 {
+		if got["Ingress"] != 2 || got["Deployment"]+got["Service"]+got["Pod"]+got["Secret"]+got["NetworkPolicy"] != 0 {
 			t.Fatalf("left of denied: %v", got)
 		}
 	})
@@ -160,11 +168,11 @@ func TestDeleteSelectedOnTheAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The orphan's ten objects and the denied project's two Ingresses.
-		if st.Deleted != 12 {
+		// The orphan's eleven objects and the denied project's two Ingresses.
+		if st.Deleted != 13 {
 			t.Fatalf("deleted %d: %+v", st.Deleted, st)
 		}
-		if got := count(t, kc, "orphan"); got["Deployment"]+got["Service"]+got["Pod"]+got["Ingress"]+got["Secret"] != 0 {
+		if got := count(t, kc, "orphan"); got["Deployment"]+got["Service"]+got["Pod"]+got["Ingress"]+got["Secret"]+got["NetworkPolicy"] != 0 {
 			t.Fatalf("left of the orphan: %v", got)
 		}
 		if got := count(t, kc, "kept"); !equal(got, full) {
@@ -187,6 +195,7 @@ func denyIngressDeletes(t *testing.T, kc kubernetes.Interface) {
 			{APIGroups: []string{""}, Resources: []string{"services", "pods", "secrets"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
 			{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
 			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "delete", "deletecollection"}},
 		}}, metav1.CreateOptions{})
 	must(t, err)
 	_, err = kc.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "limited", Namespace: ns},

@@ -17,6 +17,7 @@ import (
 
 	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/sandbox"
 )
 
 // WorkspacePath is a session's workspace directory.
@@ -51,8 +52,12 @@ func resolveCwd(workspace, cwd string) (string, error) {
 	return real, nil
 }
 
-// Exec starts a process in the session's workspace, in its own process
-// group, killed if rdev dies.
+// Exec starts a process in the session's workspace. With a sandbox it
+// runs through the pod's agent in a nested sandbox of its own: the
+// workspace read-write, the session's /tmp, the project's repository
+// read-only, the pod's network, its own PID namespace (so everything it
+// starts dies with it). Without one it runs under the reaper, which kills
+// what it leaves behind. Either way its environment is built from nothing.
 func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc, error) {
 	if len(spec.Argv) == 0 {
 		return nil, rdev.Invalid("argv", "a command is required")
@@ -65,20 +70,121 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 	if err != nil {
 		return nil, err
 	}
-	argv := c.wrap(spec.Argv, spec.ProjectID, ws, dir)
-	if c.cfg.Sandbox == SandboxBwrap {
-		// Inside the sandbox a missing program is bwrap's error; say it
-		// as the unsandboxed case does.
-		if _, err := lookPathIn(spec.Argv[0], dir); err != nil {
-			return nil, rdev.Invalid("argv", "cannot start %q: %v", spec.Argv[0], err)
+	if _, err := lookPathIn(spec.Argv[0], dir); err != nil {
+		return nil, rdev.Invalid("argv", "cannot start %q: %v", spec.Argv[0], err)
+	}
+	env := sandbox.NewEnv(ws).Set("RDEV_WORKSPACE", ws).Add(spec.Env...)
+	if c.cfg.Sandbox != SandboxBwrap {
+		return c.reap(spec.Argv, env.List(), dir, spec.Stdin)
+	}
+	sb, err := c.runningSandbox(spec.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.Egress != nil {
+		env.Proxy("http://127.0.0.1:" + strconv.Itoa(ProxyPort))
+	}
+	nested := sandbox.Spec{
+		Binds: []sandbox.Bind{
+			{Src: ws, RW: true},
+			{Src: c.cfg.RepoPath(spec.ProjectID)},
+			{Src: c.cfg.Executable},
+		},
+		Tmp:           c.tmpPath(spec.ProjectID, spec.SessionID),
+		Hide:          sandbox.Hidden(c.cfg.DataDir),
+		ShareNet:      true,
+		DieWithParent: true,
+		Chdir:         dir,
+		Hostname:      spec.SessionID,
+		DropTo:        c.cfg.User,
+	}
+	p, err := sb.Client().Exec(ctx, nested.Args(spec.Argv), env.List(), "", spec.Stdin)
+	if err != nil {
+		var se *sandbox.StartError
+		if errors.As(err, &se) {
+			return nil, rdev.Invalid("argv", "cannot start %q: %v", spec.Argv[0], se.Msg)
 		}
+		return nil, err
+	}
+	return agentProc{p}, nil
+}
+
+// componentStarter starts one run of a component: with a sandbox, through
+// the pod's agent in a nested sandbox that sees the project's code
+// read-only and the components' shared /tmp; without one, under the
+// reaper in the code's directory.
+func (c *Cluster) componentStarter(project string, comp rdev.Component) func() (cluster.Proc, error) {
+	base := c.basePath(project)
+	return func() (cluster.Proc, error) {
+		env := sandbox.NewEnv(base).Set("RDEV_PROJECT", project).Set("RDEV_COMPONENT", comp.Name).AddMap(comp.Env)
+		if comp.Port != nil {
+			env.Set("PORT", strconv.Itoa(*comp.Port))
+		}
+		argv := []string{"/bin/sh", "-c", comp.Command}
+		if c.cfg.Sandbox != SandboxBwrap {
+			return c.reap(argv, env.List(), base, false)
+		}
+		sb, err := c.runningSandbox(project)
+		if err != nil {
+			return nil, err
+		}
+		if c.cfg.Egress != nil {
+			env.Proxy("http://127.0.0.1:" + strconv.Itoa(ProxyPort))
+		}
+		tmp := filepath.Join(c.podDir(project), "tmp", "components")
+		if err := c.cfg.User.MkdirOwned(tmp); err != nil {
+			return nil, err
+		}
+		nested := sandbox.Spec{
+			Binds:         []sandbox.Bind{{Src: filepath.Join(c.podDir(project), "code")}, {Src: c.cfg.RepoPath(project)}},
+			Tmp:           tmp,
+			Hide:          sandbox.Hidden(c.cfg.DataDir),
+			ShareNet:      true,
+			DieWithParent: true,
+			Chdir:         base,
+			Hostname:      comp.Name,
+			DropTo:        c.cfg.User,
+		}
+		p, err := sb.Client().Exec(context.Background(), nested.Args(argv), env.List(), "", false)
+		if err != nil {
+			return nil, err
+		}
+		return agentProc{p}, nil
+	}
+}
+
+// agentProc is a process started through a pod's agent.
+type agentProc struct{ *sandbox.Proc }
+
+func (p agentProc) Wait() (int, string, error) {
+	code, sig, err := p.Proc.Wait()
+	if sig != 0 {
+		return -1, signalName(sig), err
+	}
+	return code, "", err
+}
+
+// reap starts argv under `rdev sandbox-reap` (no sandbox): in its own
+// process group, dying with rdev, its orphans killed when it ends.
+func (c *Cluster) reap(argv, env []string, dir string, stdin bool) (cluster.Proc, error) {
+	if c.cfg.Executable != "" {
+		argv = append([]string{c.cfg.Executable, "sandbox-reap", "--"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "HOME="+ws, "RDEV_WORKSPACE="+ws), spec.Env...)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p := &proc{cmd: cmd}
-	if spec.Stdin {
+	var err error
+	if c.cfg.Executable != "" {
+		var r *os.File
+		if r, p.control, err = os.Pipe(); err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		cmd.ExtraFiles = []*os.File{r}
+	}
+	if stdin {
 		if p.stdin, err = cmd.StdinPipe(); err != nil {
 			return nil, err
 		}
@@ -93,9 +199,12 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 		growPipe(r)
 	}
 	if err := cmd.Start(); err != nil {
+		if p.control != nil {
+			p.control.Close()
+		}
 		var ee *exec.Error
 		if errors.As(err, &ee) || errors.Is(err, os.ErrNotExist) {
-			return nil, rdev.Invalid("argv", "cannot start %q: %v", spec.Argv[0], errors.Unwrap(err))
+			return nil, rdev.Invalid("argv", "cannot start %q: %v", argv[0], errors.Unwrap(err))
 		}
 		return nil, err
 	}
@@ -119,8 +228,12 @@ func growPipe(r io.Reader) {
 	}
 }
 
+// proc is a process started without a sandbox. control, when set, is the
+// pipe to its reaper: signals go through it, and closing it kills
+// everything the process started.
 type proc struct {
 	cmd            *exec.Cmd
+	control        *os.File
 	stdin          io.WriteCloser
 	stdout, stderr io.Reader
 }
@@ -130,11 +243,18 @@ func (p *proc) Stdin() io.WriteCloser { return p.stdin }
 func (p *proc) Stdout() io.Reader     { return p.stdout }
 func (p *proc) Stderr() io.Reader     { return p.stderr }
 func (p *proc) Signal(sig syscall.Signal) error {
+	if p.control != nil {
+		_, err := p.control.Write([]byte{byte(sig)})
+		return err
+	}
 	return syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
 func (p *proc) Wait() (int, string, error) {
 	err := p.cmd.Wait()
+	if p.control != nil {
+		p.control.Close()
+	}
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ok && ws.Signaled() {
 		return -1, signalName(ws.Signal()), nil
@@ -195,7 +315,8 @@ func killByEnv(want map[string]bool) int {
 	return n
 }
 
-// lookPathIn resolves a program as exec would, relative paths from dir.
+// lookPathIn resolves a program as exec would, relative paths from dir,
+// others in the fixed PATH every project process has.
 func lookPathIn(name, dir string) (string, error) {
 	if strings.Contains(name, "/") {
 		p := name
@@ -207,5 +328,11 @@ func lookPathIn(name, dir string) (string, error) {
 		}
 		return p, nil
 	}
-	return exec.LookPath(name)
+	for _, d := range filepath.SplitList(sandbox.Path) {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("executable file not found in $PATH (" + sandbox.Path + ")")
 }

@@ -1,7 +1,11 @@
-// Package local runs projects on this machine: a project's "pod" is a
-// directory under <data>/pods/<project> holding a checkout of its default
-// branch and the session workspaces, plus one supervised process per
-// component (restarted with backoff when it exits).
+// Package local runs projects on this machine. A project's "pod" is a
+// directory under <data>/pods/<project> — its code (code/base, the default
+// branch, read-only to the pod's processes), its sessions' workspaces
+// (sessions/<id>) and their temporary directories (tmp/) — plus, with a
+// sandbox, one long-lived bubblewrap sandbox holding the pod's network
+// namespace and its agent (package sandbox), through which every component
+// and command starts in a nested sandbox of its own. docs/security.md says
+// what each process can and cannot see.
 package local
 
 import (
@@ -22,6 +26,7 @@ import (
 
 	"rdev.dev/rdev/internal/cluster"
 	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/sandbox"
 )
 
 // Config is what a local cluster needs.
@@ -35,18 +40,50 @@ type Config struct {
 	CredentialHelper string
 	Log              *slog.Logger
 	Now              func() time.Time
-	// Sandbox is "bwrap" (run every process in bubblewrap) or "none"; see
+	// Sandbox is "bwrap" (every process in bubblewrap), "none", or
+	// "unavailable" (no project code starts; SandboxWhy says why); see
 	// ResolveSandbox.
-	Sandbox string
-	// DataDir is rdev's data directory, hidden from sandboxed processes.
+	Sandbox    string
+	SandboxWhy error
+	// User is who sandboxed processes run as when rdev runs as root (nil:
+	// rdev's own user, which is then not root).
+	User *sandbox.Credential
+	// DataDir is rdev's data directory, never visible to sandboxed
+	// processes.
 	DataDir string
-	// Executable is the rdev binary (the credential helper), made visible
-	// inside the sandbox wherever it lives (go run builds it under /tmp).
+	// Executable is the rdev binary: the pod's agent, the reaper of
+	// unsandboxed commands, and the credential helper, made visible inside
+	// the sandbox wherever it lives (go run builds it under /tmp).
 	Executable string
 	// WarmWorkspaces is how many ready checkouts of the default branch each
 	// pod keeps for new sessions (0: every workspace is a fresh clone).
 	WarmWorkspaces int
+	// Egress serves a sandbox's egress socket until ln closes: rdev's git
+	// host for the project and the egress proxy (taskID names a review's
+	// sandbox, "" a project's pod). Nil: sandboxes have no way out but
+	// loopback.
+	Egress func(ln net.Listener, projectID, taskID string)
+	// GitPort is the loopback port at which sandboxes reach rdev's git
+	// host (the port of rdev's public URL when that URL is a loopback
+	// one); 0 when they reach it through the egress proxy.
+	GitPort int
+	// ReviewDir holds reviews' directories (<Dir>/.reviews when "").
+	ReviewDir string
+	// ReviewCheckout fills the empty directory dir with the project's code
+	// at commit, for a review; nil clones from RepoPath (sharing its
+	// objects). A worker on another machine fetches from rdev's git host.
+	ReviewCheckout func(ctx context.Context, projectID, commit, dir string) error
+	// Limits makes the resource group of a sandbox under its project's
+	// limits and returns how `rdev sandbox-enter` finds it
+	// (limits.Group.Args); Unlimit removes the group and whatever is left
+	// in it. Nil: no limits.
+	Limits  func(name string, l rdev.Limits) ([]string, error)
+	Unlimit func(name string)
 }
+
+// ProxyPort is where the egress proxy answers inside every sandbox
+// (HTTP_PROXY=http://127.0.0.1:3128).
+const ProxyPort = 3128
 
 // Cluster is the local backend.
 type Cluster struct {
@@ -64,6 +101,7 @@ type podMeta struct {
 	CreatedAt  time.Time        `json:"created_at"`
 	Components []rdev.Component `json:"components"`
 	Branch     string           `json:"branch"`
+	Limits     rdev.Limits      `json:"limits"`
 }
 
 type pod struct {
@@ -71,6 +109,10 @@ type pod struct {
 	dir   string
 	procs []*supervisor
 	pool  *pool
+	// sb is the pod's sandbox (nil without one) and egress the socket of
+	// its way out.
+	sb     *sandbox.Pod
+	egress net.Listener
 }
 
 // New returns a local cluster over cfg.Dir.
@@ -88,6 +130,16 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Sandbox != SandboxBwrap {
+		// Without a sandbox every process runs as rdev's own user.
+		cfg.User = nil
+	}
+	if cfg.Sandbox == SandboxBwrap && cfg.Executable == "" {
+		return nil, errors.New("local cluster: a sandbox needs the rdev executable (its agent)")
+	}
+	if cfg.Executable != "" {
+		cfg.Executable = mustAbs(cfg.Executable)
+	}
 	return &Cluster{cfg: cfg, pods: map[string]*pod{}}, nil
 }
 
@@ -96,24 +148,37 @@ func (c *Cluster) podDir(id string) string { return filepath.Join(c.cfg.Dir, id)
 // PodName is the name of a project's local pod.
 func PodName(projectID string) string { return projectID + "-local" }
 
-// Recover restarts the processes of every pod deployed before a restart.
+// Recover restarts the pods deployed before a restart: their sandboxes
+// and components.
 func (c *Cluster) Recover(ctx context.Context) error {
 	entries, err := os.ReadDir(c.cfg.Dir)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, e := range entries {
-		meta, err := readMeta(filepath.Join(c.cfg.Dir, e.Name()))
+		dir := filepath.Join(c.cfg.Dir, e.Name())
+		meta, err := readMeta(dir)
 		if err != nil {
 			continue
 		}
+		if _, err := os.Stat(c.basePath(e.Name())); err != nil {
+			// A pod of an older layout: its code is made anew.
+			if err := c.refreshCode(ctx, e.Name()); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		c.mu.Lock()
-		p := &pod{meta: *meta, dir: c.podDir(e.Name())}
+		p := &pod{meta: *meta, dir: dir}
 		c.pods[e.Name()] = p
-		c.startLocked(p)
+		err = c.startLocked(ctx, p)
 		c.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pod %s: %w", e.Name(), err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func readMeta(dir string) (*podMeta, error) {
@@ -125,63 +190,180 @@ func readMeta(dir string) (*podMeta, error) {
 	return &m, json.Unmarshal(b, &m)
 }
 
-// Deploy checks out the default branch into the pod and (re)starts every
-// component.
-func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
-	dir := c.podDir(p.ID)
-	base := filepath.Join(dir, "base")
-	if err := os.MkdirAll(filepath.Join(dir, "sessions"), 0o700); err != nil {
+// basePath is the pod's checkout of the default branch.
+func (c *Cluster) basePath(projectID string) string {
+	return filepath.Join(c.podDir(projectID), "code", "base")
+}
+
+// refreshCode makes the pod's code a fresh checkout of the default branch
+// (empty when the repository has no commit yet). It never runs git in a
+// directory the pod's processes could have written: the new checkout is
+// made beside the old one, then swapped in.
+func (c *Cluster) refreshCode(ctx context.Context, projectID string) error {
+	code := filepath.Join(c.podDir(projectID), "code")
+	if err := os.MkdirAll(code, 0o755); err != nil {
 		return err
 	}
-	// The pod's own tree: the default branch (empty when the repository
-	// has no commit yet).
-	if _, err := os.Stat(filepath.Join(base, ".git")); errors.Is(err, os.ErrNotExist) {
-		os.RemoveAll(base)
-		if err := git(ctx, dir, "clone", "--quiet", "--shared", "--", c.cfg.RepoPath(p.ID), base); err != nil {
-			return fmt.Errorf("check out %s: %w", p.ID, err)
+	next := filepath.Join(code, ".next-"+rdev.NewID(""))
+	if err := git(ctx, "", "clone", "--quiet", "--shared", "--", c.cfg.RepoPath(projectID), next); err != nil {
+		os.RemoveAll(next)
+		return fmt.Errorf("check out %s: %w", projectID, err)
+	}
+	base := c.basePath(projectID)
+	old := filepath.Join(code, ".old-"+rdev.NewID(""))
+	if err := os.Rename(base, old); err != nil && !errors.Is(err, os.ErrNotExist) {
+		os.RemoveAll(next)
+		return err
+	}
+	if err := os.Rename(next, base); err != nil {
+		return err
+	}
+	os.RemoveAll(old)
+	return nil
+}
+
+// Deploy checks the default branch out afresh into the pod, starts the
+// pod's sandbox if it is not running, and (re)starts every component.
+// Sessions and their commands go on.
+func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
+	if err := c.unavailable(); err != nil {
+		return err
+	}
+	dir := c.podDir(p.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range []string{"sessions", "tmp"} {
+		if err := c.cfg.User.MkdirOwned(filepath.Join(dir, d)); err != nil {
+			return err
 		}
-	} else if err := git(ctx, base, "pull", "--quiet", "--ff-only"); err != nil {
-		c.cfg.Log.Warn("update pod checkout", "project", p.ID, "err", err)
+	}
+	os.RemoveAll(filepath.Join(dir, "base")) // the code's place before code/base
+	if err := c.refreshCode(ctx, p.ID); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	created := c.cfg.Now().UTC()
-	if old, ok := c.pods[p.ID]; ok {
-		created = old.meta.CreatedAt
-		c.stopLocked(old)
+	pd, ok := c.pods[p.ID]
+	if ok {
+		created = pd.meta.CreatedAt
+		c.stopComponentsLocked(pd)
 	} else if m, err := readMeta(dir); err == nil {
 		created = m.CreatedAt
 	}
-	meta := podMeta{Name: PodName(p.ID), Labels: cluster.ProjectLabels(p.ID), CreatedAt: created, Components: p.Components, Branch: p.DefaultBranch}
+	meta := podMeta{Name: PodName(p.ID), Labels: cluster.ProjectLabels(p.ID), CreatedAt: created, Components: p.Components,
+		Branch: p.DefaultBranch, Limits: p.Limits}
 	b, _ := json.MarshalIndent(meta, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "pod.json"), b, 0o600); err != nil {
 		return err
 	}
-	pd := &pod{meta: meta, dir: dir}
-	c.pods[p.ID] = pd
-	c.startLocked(pd)
-	return nil
+	if !ok {
+		pd = &pod{dir: dir}
+		c.pods[p.ID] = pd
+	}
+	pd.meta = meta
+	return c.startLocked(ctx, pd)
 }
 
-func (c *Cluster) startLocked(p *pod) {
+// startLocked starts what of the pod is not running: its sandbox, its
+// workspace pool, its components.
+func (c *Cluster) startLocked(ctx context.Context, p *pod) error {
 	project := p.meta.Labels[cluster.LabelProject]
+	if c.cfg.Sandbox == SandboxBwrap && !p.sandboxRunning() {
+		if err := c.startSandbox(ctx, project, p); err != nil {
+			return err
+		}
+	}
 	if p.pool == nil {
 		p.pool = newPool(c, project, p.dir, c.cfg.WarmWorkspaces)
 		go p.pool.fill()
 	}
-	base := filepath.Join(p.dir, "base")
+	base := c.basePath(project)
 	for _, comp := range p.meta.Components {
-		argv := c.wrap([]string{"/bin/sh", "-c", comp.Command}, project, base, base)
-		s := newSupervisor(comp, argv, base, c.cfg.Log.With("project", project, "component", comp.Name), c.cfg.Now)
+		s := newSupervisor(comp, c.componentStarter(project, comp), c.cfg.Log.With("project", project, "component", comp.Name), c.cfg.Now)
 		p.procs = append(p.procs, s)
 		s.start()
 	}
+	_ = base
+	return nil
 }
 
-func (c *Cluster) stopLocked(p *pod) {
-	if p.pool != nil {
-		p.pool.stop()
+func (p *pod) sandboxRunning() bool {
+	if p.sb == nil {
+		return false
 	}
+	select {
+	case <-p.sb.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// startSandbox starts the pod's sandbox: its agent, and the relays of its
+// loopback to rdev's egress socket (the proxy, and rdev's git host).
+func (c *Cluster) startSandbox(ctx context.Context, project string, p *pod) error {
+	if p.egress != nil {
+		p.egress.Close()
+		p.egress = nil
+	}
+	run := sandbox.RunDir(p.dir)
+	if err := c.cfg.User.MkdirOwned(run); err != nil {
+		return err
+	}
+	var relays []sandbox.Relay
+	if c.cfg.Egress != nil {
+		sock := filepath.Join(run, "egress.sock")
+		os.Remove(sock)
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			return fmt.Errorf("egress socket: %w", err)
+		}
+		// The sandbox's user connects to it.
+		os.Chmod(sock, 0o666)
+		p.egress = ln
+		go c.cfg.Egress(ln, project, "")
+		relays = append(relays, sandbox.Relay{Listen: "127.0.0.1:" + strconv.Itoa(ProxyPort), Socket: sock})
+		if c.cfg.GitPort != 0 && c.cfg.GitPort != ProxyPort {
+			relays = append(relays, sandbox.Relay{Listen: "127.0.0.1:" + strconv.Itoa(c.cfg.GitPort), Socket: sock})
+		}
+	}
+	cfg := sandbox.PodConfig{
+		Dir: p.dir,
+		Binds: []sandbox.Bind{
+			{Src: filepath.Join(p.dir, "sessions"), RW: true},
+			{Src: filepath.Join(p.dir, "tmp"), RW: true},
+			{Src: filepath.Join(p.dir, "code")},
+			{Src: c.cfg.RepoPath(project)},
+		},
+		Executable: c.cfg.Executable,
+		Cred:       c.cfg.User,
+		Relays:     relays,
+		Hide:       sandbox.Hidden(c.cfg.DataDir),
+		Log:        c.cfg.Log.With("project", project),
+	}
+	if c.cfg.Limits != nil {
+		group, err := c.cfg.Limits("pod-"+project, p.meta.Limits)
+		if err != nil {
+			return fmt.Errorf("resource limits: %w", err)
+		}
+		cfg.Wrap = append(append([]string{c.cfg.Executable, "sandbox-enter"}, group...), "--")
+	}
+	sb, err := sandbox.StartPod(ctx, cfg)
+	if err != nil {
+		if p.egress != nil {
+			p.egress.Close()
+			p.egress = nil
+		}
+		return err
+	}
+	p.sb = sb
+	return nil
+}
+
+// stopComponentsLocked stops the pod's components.
+func (c *Cluster) stopComponentsLocked(p *pod) {
 	var wg sync.WaitGroup
 	for _, s := range p.procs {
 		wg.Add(1)
@@ -189,6 +371,25 @@ func (c *Cluster) stopLocked(p *pod) {
 	}
 	wg.Wait()
 	p.procs = nil
+}
+
+// stopLocked stops everything of the pod: components, pool, sandbox.
+func (c *Cluster) stopLocked(p *pod) {
+	if p.pool != nil {
+		p.pool.stop()
+	}
+	c.stopComponentsLocked(p)
+	if p.sb != nil {
+		p.sb.Stop()
+		p.sb = nil
+	}
+	if p.egress != nil {
+		p.egress.Close()
+		p.egress = nil
+	}
+	if c.cfg.Unlimit != nil {
+		c.cfg.Unlimit("pod-" + p.meta.Labels[cluster.LabelProject])
+	}
 }
 
 // Undeploy stops the project's processes and removes its pod directory.
@@ -208,7 +409,7 @@ func (c *Cluster) Status(ctx context.Context, projectID string) (*cluster.Status
 	defer c.mu.Unlock()
 	st := &cluster.Status{ProjectID: projectID, Processes: []cluster.Process{}}
 	p, ok := c.pods[projectID]
-	if !ok {
+	if !ok || (c.cfg.Sandbox == SandboxBwrap && !p.sandboxRunning()) {
 		return st, nil
 	}
 	st.Running, st.Pod = true, p.meta.Name
@@ -218,27 +419,53 @@ func (c *Cluster) Status(ctx context.Context, projectID string) (*cluster.Status
 	return st, nil
 }
 
-// RunningPod returns the pod's name, or rdev.ErrPodNotRunning.
+// RunningPod returns the pod's name, or rdev.ErrPodNotRunning (also when
+// its sandbox has died: a deploy starts it again).
 func (c *Cluster) RunningPod(ctx context.Context, projectID string) (string, error) {
+	if err := c.unavailable(); err != nil {
+		return "", err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p, ok := c.pods[projectID]; ok {
+	if p, ok := c.pods[projectID]; ok && (c.cfg.Sandbox != SandboxBwrap || p.sandboxRunning()) {
 		return p.meta.Name, nil
 	}
 	return "", rdev.ErrPodNotRunning
 }
 
+func (c *Cluster) runningSandbox(projectID string) (*sandbox.Pod, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.pods[projectID]; ok && p.sandboxRunning() {
+		return p.sb, nil
+	}
+	return nil, rdev.ErrPodNotRunning
+}
+
+// statePath holds what rdev keeps of a session outside its workspace
+// (where its processes could change it): the preview port.
+func (c *Cluster) statePath(projectID, sessionID string) string {
+	return filepath.Join(c.podDir(projectID), "state", sessionID+".port")
+}
+
 // PrepareWorkspace checks the session's branch out into the pod, sharing
-// the repository's objects, with origin on rdev's git host.
+// the repository's objects, with origin on rdev's git host. The workspace
+// and the session's temporary directory belong to the sandbox's user.
 func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSpec) (*cluster.Workspace, error) {
 	if _, err := c.RunningPod(ctx, spec.ProjectID); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(c.podDir(spec.ProjectID), "sessions", spec.SessionID)
+	dir := c.WorkspacePath(spec.ProjectID, spec.SessionID)
 	os.RemoveAll(dir)
 	c.mu.Lock()
 	pl := c.pods[spec.ProjectID].pool
 	c.mu.Unlock()
+	fail := func(err error) (*cluster.Workspace, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// rdev writes the workspace before any process of the session exists,
+	// and never runs git in it afterwards.
 	if pl != nil && pl.take(dir) {
 		// A warm checkout of the default branch: switch it to the
 		// session's branch, writing only what differs.
@@ -262,17 +489,14 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 			err = os.WriteFile(filepath.Join(dir, ".git", "HEAD"), []byte("ref: refs/heads/"+spec.Branch+"\n"), 0o644)
 		}
 		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("check out %s: %w", spec.Branch, err)
+			return fail(fmt.Errorf("check out %s: %w", spec.Branch, err))
 		}
 	} else if err := git(ctx, "", "clone", "--quiet", "--shared", "--branch", spec.Branch, "--", c.cfg.RepoPath(spec.ProjectID), dir); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("check out %s: %w", spec.Branch, err)
+		return fail(fmt.Errorf("check out %s: %w", spec.Branch, err))
 	}
 	tokenFile := filepath.Join(dir, ".git", "rdev-token")
 	if err := os.WriteFile(tokenFile, []byte(spec.Token+"\n"), 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return fail(err)
 	}
 	helper := c.cfg.CredentialHelper
 	if spec.Token != "" {
@@ -282,22 +506,39 @@ func (c *Cluster) PrepareWorkspace(ctx context.Context, spec cluster.WorkspaceSp
 	// process): origin on rdev's git host, the branch tracking it, the
 	// credential helper. The token stays in its own file.
 	if err := os.WriteFile(filepath.Join(dir, ".git", "config"), []byte(cluster.WorkspaceConfig(spec, helper)), 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return fail(err)
 	}
-	b, _ := json.Marshal(cluster.ProjectLabels(spec.ProjectID).With(cluster.LabelSession, spec.SessionID))
-	os.WriteFile(filepath.Join(dir, ".git", "rdev-labels.json"), b, 0o600)
-	// The session's preview port maps to a free port of this machine.
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+	if err := c.cfg.User.Own(dir); err != nil {
+		return fail(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ".git", "rdev-port"), []byte(strconv.Itoa(port)), 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+	if err := c.cfg.User.MkdirOwned(c.tmpPath(spec.ProjectID, spec.SessionID)); err != nil {
+		return fail(err)
+	}
+	// The preview port: inside the pod's own network the session's port
+	// itself; without a sandbox, a free port of this machine.
+	port := spec.PreviewPort
+	if port == 0 {
+		port = rdev.DefaultPreviewPort
+	}
+	if c.cfg.Sandbox != SandboxBwrap {
+		var err error
+		if port, err = freePort(); err != nil {
+			return fail(err)
+		}
+	}
+	state := c.statePath(spec.ProjectID, spec.SessionID)
+	if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
+		return fail(err)
+	}
+	if err := os.WriteFile(state, []byte(strconv.Itoa(port)), 0o600); err != nil {
+		return fail(err)
 	}
 	return &cluster.Workspace{Path: dir}, nil
+}
+
+// tmpPath is a session's /tmp.
+func (c *Cluster) tmpPath(projectID, sessionID string) string {
+	return filepath.Join(c.podDir(projectID), "tmp", sessionID)
 }
 
 func freePort() (int, error) {
@@ -309,19 +550,49 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// PreviewAddr returns 127.0.0.1 and the host port mapped to the session's
-// preview port.
-func (c *Cluster) PreviewAddr(ctx context.Context, projectID, sessionID string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(c.podDir(projectID), "sessions", sessionID, ".git", "rdev-port"))
+func (c *Cluster) previewPort(projectID, sessionID string) (int, error) {
+	b, err := os.ReadFile(c.statePath(projectID, sessionID))
 	if err != nil {
-		return "", rdev.ErrSessionNotFound
+		return 0, rdev.ErrSessionNotFound
 	}
-	return "127.0.0.1:" + strings.TrimSpace(string(b)), nil
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
-// RemoveWorkspace removes a session's workspace.
+// PreviewAddr returns the session's preview address as its commands see
+// it: 127.0.0.1 and the port they are given as $PORT (inside the pod's
+// network with a sandbox, this machine's without).
+func (c *Cluster) PreviewAddr(ctx context.Context, projectID, sessionID string) (string, error) {
+	port, err := c.previewPort(projectID, sessionID)
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(port), nil
+}
+
+// DialPreview connects to the session's preview port: through the pod's
+// agent with a sandbox (the pod's network is its own), directly without.
+func (c *Cluster) DialPreview(ctx context.Context, projectID, sessionID string) (net.Conn, error) {
+	port, err := c.previewPort(projectID, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.Sandbox != SandboxBwrap {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+	}
+	sb, err := c.runningSandbox(projectID)
+	if err != nil {
+		return nil, err
+	}
+	return sb.Client().Dial(ctx, port)
+}
+
+// RemoveWorkspace removes a session's workspace, temporary directory and
+// state.
 func (c *Cluster) RemoveWorkspace(ctx context.Context, projectID, sessionID string) error {
-	return os.RemoveAll(filepath.Join(c.podDir(projectID), "sessions", sessionID))
+	os.Remove(c.statePath(projectID, sessionID))
+	os.RemoveAll(c.tmpPath(projectID, sessionID))
+	return os.RemoveAll(c.WorkspacePath(projectID, sessionID))
 }
 
 // List returns the pods, their component processes and the session
@@ -395,8 +666,8 @@ func (c *Cluster) Delete(ctx context.Context, r cluster.Resource) error {
 	return nil
 }
 
-// Close stops every process (the server is shutting down; Recover starts
-// them again).
+// Close stops every pod (the server is shutting down; Recover starts them
+// again).
 func (c *Cluster) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -405,10 +676,12 @@ func (c *Cluster) Close() {
 	}
 }
 
+// git runs rdev's own git: never a hook, never configuration rdev did not
+// write (no system or global file; the repository's own config is rdev's).
 func git(ctx context.Context, dir string, args ...string) error {
-	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = gitEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
 	}
@@ -419,12 +692,19 @@ func git(ctx context.Context, dir string, args ...string) error {
 func revParse(ctx context.Context, repo, ref string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", ref+"^{commit}")
 	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+	cmd.Env = gitEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("no branch %s", strings.TrimPrefix(ref, "refs/heads/"))
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// gitEnv is the environment of rdev's own git commands: PATH and nothing of
+// the server's or the user's configuration.
+func gitEnv() []string {
+	return []string{"PATH=" + sandbox.Path, "HOME=/nonexistent", "LANG=C.UTF-8", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_TERMINAL_PROMPT=0", "GIT_AUTHOR_NAME=rdev", "GIT_AUTHOR_EMAIL=rdev@localhost", "GIT_COMMITTER_NAME=rdev", "GIT_COMMITTER_EMAIL=rdev@localhost"}
 }
 
 // writeRef writes a loose ref of a repository's .git directory.

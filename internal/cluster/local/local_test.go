@@ -1,7 +1,6 @@
 package local_test
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,15 +13,31 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	t.Run("Cold", func(t *testing.T) { conformance(t, 0) })
-	t.Run("WarmPool", func(t *testing.T) { conformance(t, 2) })
+	t.Run("Cold", func(t *testing.T) { conformance(t, 0, local.SandboxNone) })
+	t.Run("WarmPool", func(t *testing.T) { conformance(t, 2, local.SandboxNone) })
+	t.Run("Sandboxed", func(t *testing.T) {
+		requireBwrap(t)
+		conformance(t, 2, local.SandboxBwrap)
+	})
 }
 
-func conformance(t *testing.T, warm int) {
+// requireBwrap skips a test when bubblewrap is not usable here, and fails
+// it with CI=true.
+func requireBwrap(t testing.TB) {
+	t.Helper()
+	if mode, why, err := local.ResolveSandbox(local.SandboxAuto, testUser(t)); err != nil || mode != local.SandboxBwrap {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("bubblewrap is not usable (CI=true forbids skipping): %v %v", why, err)
+		}
+		t.Skipf("bubblewrap is not usable here: %v", why)
+	}
+}
+
+func conformance(t *testing.T, warm int, sandbox string) {
 	clustertest.Run(t, func(t *testing.T) clustertest.Env {
 		repos := t.TempDir()
 		c, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
-			CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WarmWorkspaces: warm})
+			CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(testLogOut(), nil)), WarmWorkspaces: warm, Executable: testExecutable(t), Sandbox: sandbox, User: testUser(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

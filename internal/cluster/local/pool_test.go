@@ -37,7 +37,7 @@ func repoWithFiles(t testing.TB, repos, id string, n int) {
 
 func newLocal(t testing.TB, repos string, warm int) *local.Cluster {
 	c, err := local.New(local.Config{Dir: t.TempDir(), RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
-		CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WarmWorkspaces: warm})
+		CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WarmWorkspaces: warm, Executable: testExecutable(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

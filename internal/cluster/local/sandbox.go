@@ -3,78 +3,54 @@ package local
 import (
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
+
+	"rdev.dev/rdev/internal/rdev"
+	"rdev.dev/rdev/internal/sandbox"
 )
 
-// Sandbox modes (SPEC §7 --sandbox).
+// Sandbox modes of --sandbox.
 const (
-	SandboxAuto  = "auto" // bubblewrap when usable, else none
+	SandboxAuto  = "auto" // bubblewrap when usable; else no project code runs
 	SandboxBwrap = "bwrap"
-	SandboxNone  = "none"
+	SandboxNone  = "none" // every process unconfined: "I trust every agent"
+	// SandboxUnavailable is what auto resolves to when bubblewrap is not
+	// usable: rdev serves its API but refuses to start project code.
+	SandboxUnavailable = "unavailable"
 )
 
-// ResolveSandbox turns a --sandbox value into "bwrap" or "none": auto
-// probes bubblewrap; bwrap insists on it.
-func ResolveSandbox(mode string) (string, error) {
+// ResolveSandbox turns a --sandbox value into "bwrap", "none" or
+// "unavailable" (auto without a usable bubblewrap; why says what is
+// missing and how to fix it). bwrap insists: an unusable bubblewrap is
+// an error.
+func ResolveSandbox(mode string, user *sandbox.Credential) (resolved string, why error, err error) {
 	switch mode {
 	case SandboxNone:
-		return SandboxNone, nil
+		return SandboxNone, nil, nil
 	case SandboxAuto, SandboxBwrap:
-		err := probeBwrap()
-		if err == nil {
-			return SandboxBwrap, nil
+		perr := sandbox.Probe(user)
+		if perr == nil {
+			return SandboxBwrap, nil, nil
 		}
 		if mode == SandboxBwrap {
-			return "", fmt.Errorf("--sandbox bwrap: bubblewrap is not usable here: %w", err)
+			return "", nil, fmt.Errorf("--sandbox bwrap: %w", perr)
 		}
-		return SandboxNone, nil
+		return SandboxUnavailable, perr, nil
 	}
-	return "", fmt.Errorf("--sandbox must be auto, bwrap or none, not %q", mode)
+	return "", nil, fmt.Errorf("--sandbox must be auto, bwrap or none, not %q", mode)
 }
 
-func probeBwrap() error {
-	path, err := exec.LookPath("bwrap")
-	if err != nil {
-		return errors.New("bwrap is not installed (Debian: apt-get install bubblewrap)")
+// unavailable returns the error every start of project code answers when
+// there is no sandbox to run it in, or nil.
+func (c *Cluster) unavailable() error {
+	if c.cfg.Sandbox != SandboxUnavailable {
+		return nil
 	}
-	out, err := exec.Command(path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--die-with-parent", "true").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+	why := c.cfg.SandboxWhy
+	if why == nil {
+		why = errors.New("bubblewrap is not usable")
 	}
-	return nil
-}
-
-// wrap returns argv run inside bubblewrap: the whole filesystem read-only,
-// rdev's data directory hidden (other projects' pods and repositories, the
-// database, keys), the project's repository readable (a workspace borrows
-// its objects), rw the directory the process works in, a private /tmp, its
-// own PID namespace (it cannot see or signal the server), dying with rdev.
-// The network is shared so that previews work.
-func (c *Cluster) wrap(argv []string, projectID, rw, cwd string) []string {
-	if c.cfg.Sandbox != SandboxBwrap {
-		return argv
-	}
-	repo := c.cfg.RepoPath(projectID)
-	out := []string{"bwrap",
-		"--ro-bind", "/", "/",
-		"--dev", "/dev",
-		"--proc", "/proc",
-		"--tmpfs", "/tmp",
-	}
-	if c.cfg.DataDir != "" {
-		out = append(out, "--tmpfs", c.cfg.DataDir)
-	}
-	if c.cfg.Executable != "" {
-		out = append(out, "--ro-bind", c.cfg.Executable, c.cfg.Executable)
-	}
-	out = append(out,
-		"--ro-bind", repo, repo,
-		"--bind", rw, rw,
-		"--unshare-pid", "--die-with-parent",
-		"--chdir", cwd,
-		"--")
-	return append(out, argv...)
+	return &rdev.SandboxUnavailableError{Reason: why.Error()}
 }
 
 // mustAbs makes p absolute (bubblewrap wants absolute paths).
@@ -83,17 +59,4 @@ func mustAbs(p string) string {
 		return a
 	}
 	return p
-}
-
-// Sandboxed wraps argv to run as a project's commands do (in bubblewrap
-// when the cluster uses it): dir read-write, the project's repository
-// read-only, rdev's data directory hidden. Review workers use it.
-func (c *Cluster) Sandboxed(argv []string, projectID, dir string) []string {
-	return c.wrap(argv, projectID, dir, dir)
-}
-
-// Sandboxer is Sandboxed for cfg without a cluster: what review workers use
-// when projects run elsewhere.
-func Sandboxer(cfg Config) func(argv []string, projectID, dir string) []string {
-	return (&Cluster{cfg: cfg}).Sandboxed
 }

@@ -1,9 +1,9 @@
 package local
 
 import (
+	"errors"
+	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
@@ -17,14 +17,14 @@ import (
 // exponential backoff (1 s to 30 s) when it exits.
 type supervisor struct {
 	comp rdev.Component
-	argv []string
-	dir  string
-	log  *slog.Logger
-	now  func() time.Time
+	// run starts one run of the component.
+	run func() (cluster.Proc, error)
+	log *slog.Logger
+	now func() time.Time
 
 	mu       sync.Mutex
 	state    string
-	cmd      *exec.Cmd
+	proc     cluster.Proc
 	restarts int
 	lastExit *int
 	lastErr  string
@@ -35,8 +35,8 @@ type supervisor struct {
 	done     chan struct{}
 }
 
-func newSupervisor(comp rdev.Component, argv []string, dir string, log *slog.Logger, now func() time.Time) *supervisor {
-	return &supervisor{comp: comp, argv: argv, dir: dir, log: log, now: now, stopc: make(chan struct{}), done: make(chan struct{})}
+func newSupervisor(comp rdev.Component, run func() (cluster.Proc, error), log *slog.Logger, now func() time.Time) *supervisor {
+	return &supervisor{comp: comp, run: run, log: log, now: now, stopc: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (s *supervisor) start() { go s.loop() }
@@ -73,43 +73,41 @@ func (s *supervisor) loop() {
 }
 
 func (s *supervisor) runOnce() error {
-	cmd := exec.Command(s.argv[0], s.argv[1:]...)
-	cmd.Dir = s.dir
-	cmd.Env = os.Environ()
-	if s.comp.Port != nil {
-		cmd.Env = append(cmd.Env, "PORT="+strconv.Itoa(*s.comp.Port))
-	}
-	for k, v := range s.comp.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	// Its own process group, so that stopping reaches its children; and it
-	// dies with rdev.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
 		return nil
 	}
-	if err := cmd.Start(); err != nil {
+	p, err := s.run()
+	if err != nil {
 		s.lastErr = err.Error()
 		s.mu.Unlock()
 		return err
 	}
-	s.cmd, s.state, s.since = cmd, cluster.StateRunning, s.now().UTC()
+	s.proc, s.state, s.since = p, cluster.StateRunning, s.now().UTC()
 	s.mu.Unlock()
-	err := cmd.Wait()
+	go io.Copy(io.Discard, p.Stderr())
+	io.Copy(io.Discard, p.Stdout())
+	code, sig, err := p.Wait()
 	s.mu.Lock()
-	code := cmd.ProcessState.ExitCode()
+	defer s.mu.Unlock()
 	at := s.now().UTC()
-	s.lastExit, s.exitedAt, s.cmd = &code, &at, nil
+	s.lastExit, s.exitedAt, s.proc = &code, &at, nil
+	switch {
+	case err != nil:
+	case sig != "":
+		err = errors.New("killed by " + sig)
+	case code != 0:
+		err = errors.New("exit status " + strconv.Itoa(code))
+	}
 	if err != nil {
 		s.lastErr = err.Error()
 	}
-	s.mu.Unlock()
 	return err
 }
 
-// stop ends the process group: SIGTERM, then SIGKILL after 5 s.
+// stop ends the process and everything it started: SIGTERM, then SIGKILL
+// after 5 s.
 func (s *supervisor) stop() {
 	s.mu.Lock()
 	if s.stopping {
@@ -119,15 +117,15 @@ func (s *supervisor) stop() {
 	}
 	s.stopping = true
 	close(s.stopc)
-	cmd := s.cmd
+	p := s.proc
 	s.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	if p != nil {
+		p.Signal(syscall.SIGTERM)
 		select {
 		case <-s.done:
 			return
 		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			p.Signal(syscall.SIGKILL)
 		}
 	}
 	<-s.done
@@ -141,8 +139,8 @@ func (s *supervisor) status() cluster.Process {
 	if p.State == "" {
 		p.State = cluster.StateRestarting
 	}
-	if s.cmd != nil && s.cmd.Process != nil {
-		p.PID = s.cmd.Process.Pid
+	if s.proc != nil {
+		p.PID = s.proc.PID()
 	}
 	return p
 }

@@ -8,18 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,56 +23,51 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
-	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
-	utilexec "k8s.io/utils/exec"
 )
 
 // Node is a test node: a Node object whose kubelet endpoint is an HTTPS
 // server in the test process. It binds every unscheduled pod to itself
-// (standing in for the scheduler), runs each container's command as a
-// local process — restarted when it exits, as restartPolicy Always does —
-// reports Running/Ready and restart counts in the pods' status, and serves
-// exec (what the API server proxies pods/exec to) with Kubernetes' own
-// streaming server from k8s.io/cri-streaming, running the command as a
-// local process in the container's working directory and environment.
+// (standing in for the scheduler) and runs each pod as the kubelet would,
+// with local processes instead of containers:
 //
-// Images are not pulled: containers share this machine's filesystem and
-// network (every pod's IP is 127.0.0.1).
+//   - init containers one after the other, each to a successful exit
+//     (restarted unless restartPolicy is Never, where a failure fails the
+//     pod), then the containers, each restarted as its restartPolicy says;
+//   - environment values and secretKeyRef references (read from the API
+//     server, as the kubelet does); other sources make the container wait
+//     with CreateContainerConfigError;
+//   - emptyDir volumes (see holdVolumes); other kinds of volume are not made;
+//   - each container's output (stdout and stderr merged, as the kubelet's
+//     log API gives them) kept for /containerLogs, which pods/log reaches;
+//   - activeDeadlineSeconds: past it the pod's processes are killed and the
+//     pod fails with reason DeadlineExceeded;
+//   - status as the kubelet reports it: phase (Pending, Running, Succeeded,
+//     Failed), conditions, init and container statuses with restart counts,
+//     exit codes (128+n for signal n) and reasons;
+//   - exec (what the API server proxies pods/exec to) with Kubernetes' own
+//     streaming server from k8s.io/cri-streaming.
+//
+// Images are not pulled and nothing is isolated: processes run as the
+// test's user on this machine's filesystem and network (every pod's IP is
+// 127.0.0.1); security contexts, resource limits and network policies are
+// accepted by the API server but not enforced here.
 type Node struct {
 	Name string
 	kc   kubernetes.Interface
 	port int
 
-	pods   corelisters.PodLister
-	queue  workqueue.TypedRateLimitingInterface[string]
+	pods  corelisters.PodLister
+	queue workqueue.TypedRateLimitingInterface[string]
+
 	mu     sync.Mutex
 	local  map[string]*localPod // namespace/name → what runs
+	made   map[string]int       // emptyDir path the node made → pods holding it
 	stopCh chan struct{}
-}
-
-type localPod struct {
-	uid        types.UID
-	containers []*container
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-}
-
-type container struct {
-	spec corev1.Container
-	mu   sync.Mutex
-	// What the status reports.
-	running      bool
-	startedAt    time.Time
-	restarts     int32
-	lastExit     *int32
-	lastFinished time.Time
-	cmd          *exec.Cmd
 }
 
 // StartNode registers a node and serves it until the test ends.
@@ -86,7 +77,7 @@ func (cp *ControlPlane) StartNode(t testing.TB, name string) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{Name: name, kc: kc, local: map[string]*localPod{}, stopCh: make(chan struct{}),
+	n := &Node{Name: name, kc: kc, local: map[string]*localPod{}, made: map[string]int{}, stopCh: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](20*time.Millisecond, time.Second))}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,6 +87,7 @@ func (cp *ControlPlane) StartNode(t testing.TB, name string) *Node {
 	n.port = l.Addr().(*net.TCPAddr).Port
 	mux := http.NewServeMux()
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", n.serveExec)
+	mux.HandleFunc("/containerLogs/{ns}/{pod}/{container}", n.serveLogs)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}}
 	go srv.ServeTLS(l, "", "")
@@ -131,7 +123,7 @@ func (cp *ControlPlane) StartNode(t testing.TB, name string) *Node {
 		n.local = map[string]*localPod{}
 		n.mu.Unlock()
 		for _, p := range pods {
-			p.stop(0)
+			n.end(p, 0)
 		}
 		factory.Shutdown()
 	})
@@ -220,7 +212,7 @@ func (n *Node) sync(key string) error {
 	if lp != nil && lp.uid != pod.UID { // same name, new pod
 		delete(n.local, key)
 		n.mu.Unlock()
-		lp.stop(0)
+		n.end(lp, 0)
 		n.mu.Lock()
 		lp = nil
 	}
@@ -229,107 +221,14 @@ func (n *Node) sync(key string) error {
 		n.local[key] = lp
 	}
 	n.mu.Unlock()
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && pod.Status.StartTime != nil {
+		if left := time.Until(pod.Status.StartTime.Add(time.Duration(*d) * time.Second)); left > 0 {
+			n.queue.AddAfter(key, left)
+		} else if lp.expire() {
+			lp.stop(0)
+		}
+	}
 	return n.report(ctx, pod, lp)
-}
-
-// start runs the pod's containers, each under a supervisor that restarts
-// it after it exits.
-func (n *Node) start(key string, pod *corev1.Pod) *localPod {
-	ctx, cancel := context.WithCancel(context.Background())
-	lp := &localPod{uid: pod.UID, cancel: cancel}
-	for _, spec := range pod.Spec.Containers {
-		c := &container{spec: spec}
-		lp.containers = append(lp.containers, c)
-		lp.wg.Add(1)
-		go func() {
-			defer lp.wg.Done()
-			c.supervise(ctx, pod.Spec.RestartPolicy, func() { n.queue.Add(key) })
-		}()
-	}
-	return lp
-}
-
-func (c *container) supervise(ctx context.Context, policy corev1.RestartPolicy, changed func()) {
-	backoff := 50 * time.Millisecond
-	for ctx.Err() == nil {
-		argv := append(append([]string{}, c.spec.Command...), c.spec.Args...)
-		var code int32 = 128
-		if len(argv) > 0 {
-			cmd := exec.Command(argv[0], argv[1:]...)
-			cmd.Env = containerEnv(c.spec)
-			if c.spec.WorkingDir != "" {
-				os.MkdirAll(c.spec.WorkingDir, 0o755)
-				cmd.Dir = c.spec.WorkingDir
-			}
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-			if err := cmd.Start(); err == nil {
-				c.mu.Lock()
-				c.running, c.startedAt, c.cmd = true, time.Now(), cmd
-				c.mu.Unlock()
-				changed()
-				code = exitStatus(cmd.Wait(), cmd)
-			}
-		}
-		c.mu.Lock()
-		c.running, c.cmd, c.lastExit, c.lastFinished = false, nil, &code, time.Now()
-		restart := ctx.Err() == nil && (policy == "" || policy == corev1.RestartPolicyAlways || (policy == corev1.RestartPolicyOnFailure && code != 0))
-		if restart {
-			c.restarts++
-		}
-		c.mu.Unlock()
-		changed()
-		if !restart {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
-	}
-}
-
-// exitStatus is a process's exit code, 128+n when signal n ended it (as
-// container runtimes report it).
-func exitStatus(err error, cmd *exec.Cmd) int32 {
-	if cmd.ProcessState == nil {
-		return 128
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int32(ws.Signal())
-	}
-	return int32(cmd.ProcessState.ExitCode())
-}
-
-func containerEnv(spec corev1.Container) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + spec.Name}
-	for _, e := range spec.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	return env
-}
-
-// stop ends the pod's processes: SIGTERM, then SIGKILL after grace.
-func (lp *localPod) stop(grace time.Duration) {
-	lp.cancel()
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		for _, c := range lp.containers {
-			c.mu.Lock()
-			if c.cmd != nil && c.cmd.Process != nil {
-				syscall.Kill(-c.cmd.Process.Pid, sig)
-			}
-			c.mu.Unlock()
-		}
-		done := make(chan struct{})
-		go func() { lp.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-			return
-		case <-time.After(grace):
-		}
-	}
-	lp.wg.Wait()
 }
 
 func (n *Node) stopLocal(key string, grace time.Duration) {
@@ -338,55 +237,129 @@ func (n *Node) stopLocal(key string, grace time.Duration) {
 	delete(n.local, key)
 	n.mu.Unlock()
 	if lp != nil {
-		lp.stop(grace)
+		n.end(lp, grace)
+	}
+}
+
+// end stops the pod's processes and releases its volumes.
+func (n *Node) end(lp *localPod, grace time.Duration) {
+	lp.stop(grace)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.releaseVolumes(lp.volumes)
+}
+
+// holdVolumes makes the pod's emptyDir volumes. Containers here share the
+// machine's filesystem, so a volume lives at its mount path: the node
+// makes the directory (mode 0777, as the kubelet makes an emptyDir) when
+// it is missing and removes it when the last pod mounting it ends. A path
+// that already existed is used as it is and left in place; pods mounting
+// the same path share it (a kubelet would give each pod its own).
+// Called with n.mu held.
+func (n *Node) holdVolumes(pod *corev1.Pod) []string {
+	emptyDirs := map[string]bool{}
+	for _, v := range pod.Spec.Volumes {
+		if v.EmptyDir != nil {
+			emptyDirs[v.Name] = true
+		}
+	}
+	var held []string
+	seen := map[string]bool{}
+	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, m := range c.VolumeMounts {
+			p := filepath.Clean(m.MountPath)
+			if !emptyDirs[m.Name] || seen[p] {
+				continue
+			}
+			seen[p] = true
+			if n.made[p] > 0 {
+				n.made[p]++
+				held = append(held, p)
+				continue
+			}
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				continue
+			}
+			if os.MkdirAll(p, 0o777) == nil && os.Chmod(p, 0o777) == nil {
+				n.made[p] = 1
+				held = append(held, p)
+			}
+		}
+	}
+	return held
+}
+
+// releaseVolumes removes the paths no other pod holds. Called with n.mu held.
+func (n *Node) releaseVolumes(paths []string) {
+	for _, p := range paths {
+		if n.made[p]--; n.made[p] <= 0 {
+			delete(n.made, p)
+			os.RemoveAll(p)
+		}
 	}
 }
 
 // report writes the pod's status from its processes.
 func (n *Node) report(ctx context.Context, pod *corev1.Pod, lp *localPod) error {
 	st := pod.Status.DeepCopy()
-	st.Phase, st.HostIP, st.PodIP = corev1.PodRunning, "127.0.0.1", "127.0.0.1"
+	st.HostIP, st.PodIP = "127.0.0.1", "127.0.0.1"
 	st.HostIPs, st.PodIPs = []corev1.HostIP{{IP: "127.0.0.1"}}, []corev1.PodIP{{IP: "127.0.0.1"}}
 	if st.StartTime == nil {
 		now := metav1.Now()
 		st.StartTime = &now
 	}
-	ready := true
-	st.ContainerStatuses = nil
-	for _, c := range lp.containers {
-		c.mu.Lock()
-		cs := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, ImageID: "rdev-test://" + c.spec.Image,
-			ContainerID: "rdev-test://" + string(pod.UID) + "/" + c.spec.Name, RestartCount: c.restarts, Ready: c.running}
-		started := c.running
-		cs.Started = &started
-		switch {
-		case c.running:
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(c.startedAt.Truncate(time.Second))}
-		case c.lastExit != nil && c.restarts > 0:
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + c.spec.Name}
-		case c.lastExit != nil:
-			cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: *c.lastExit, FinishedAt: metav1.NewTime(c.lastFinished.Truncate(time.Second))}
-		default:
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
-		}
-		if c.lastExit != nil && c.restarts > 0 {
-			cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ExitCode: *c.lastExit,
-				FinishedAt: metav1.NewTime(c.lastFinished.Truncate(time.Second)), Reason: "Error"}
-		}
-		ready = ready && c.running
-		c.mu.Unlock()
-		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+	lp.mu.Lock()
+	initialized, initFailed, expired := lp.initialized, lp.initFailed, lp.expired
+	lp.mu.Unlock()
+
+	st.InitContainerStatuses = nil
+	for _, c := range lp.inits {
+		st.InitContainerStatuses = append(st.InitContainerStatuses, c.status(pod.UID, "PodInitializing"))
 	}
-	cond := corev1.ConditionFalse
-	if ready {
-		cond = corev1.ConditionTrue
+	notStarted := "ContainerCreating"
+	if !initialized {
+		notStarted = "PodInitializing"
+	}
+	st.ContainerStatuses = nil
+	ready, started, exited, failed := true, false, true, false
+	for _, c := range lp.containers {
+		cs := c.status(pod.UID, notStarted)
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+		ready = ready && cs.State.Running != nil
+		started = started || cs.State.Running != nil || cs.State.Terminated != nil || cs.LastTerminationState.Terminated != nil
+		c.mu.Lock()
+		exited = exited && c.exited
+		failed = failed || (c.exited && *c.lastExit != 0)
+		c.mu.Unlock()
+	}
+	st.Reason, st.Message = "", ""
+	switch {
+	case expired:
+		st.Phase, st.Reason, st.Message = corev1.PodFailed, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
+	case initFailed:
+		st.Phase = corev1.PodFailed
+	case !initialized || !started:
+		st.Phase = corev1.PodPending
+	case exited && failed:
+		st.Phase = corev1.PodFailed
+	case exited:
+		st.Phase = corev1.PodSucceeded
+	default:
+		st.Phase = corev1.PodRunning
+	}
+	ready = ready && st.Phase == corev1.PodRunning
+	cond := func(b bool) corev1.ConditionStatus {
+		if b {
+			return corev1.ConditionTrue
+		}
+		return corev1.ConditionFalse
 	}
 	now := metav1.Now()
 	st.Conditions = []corev1.PodCondition{
 		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: corev1.ContainersReady, Status: cond, LastTransitionTime: now},
-		{Type: corev1.PodReady, Status: cond, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: cond(initialized), LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: cond(ready), LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: cond(ready), LastTransitionTime: now},
 	}
 	if sameStatus(&pod.Status, st) {
 		return nil
@@ -400,9 +373,12 @@ func (n *Node) report(ctx context.Context, pod *corev1.Pod, lp *localPod) error 
 	return err
 }
 
-// sameStatus compares what report sets, ignoring condition times.
+// sameStatus compares what report sets, ignoring times (the API server
+// may normalize what it stores; comparing only these fields keeps an
+// update from echoing forever).
 func sameStatus(a, b *corev1.PodStatus) bool {
-	if a.Phase != b.Phase || a.PodIP != b.PodIP || len(a.ContainerStatuses) != len(b.ContainerStatuses) || len(a.Conditions) != len(b.Conditions) {
+	if a.Phase != b.Phase || a.Reason != b.Reason || a.PodIP != b.PodIP || len(a.Conditions) != len(b.Conditions) ||
+		!sameContainers(a.InitContainerStatuses, b.InitContainerStatuses) || !sameContainers(a.ContainerStatuses, b.ContainerStatuses) {
 		return false
 	}
 	for i := range a.Conditions {
@@ -410,84 +386,34 @@ func sameStatus(a, b *corev1.PodStatus) bool {
 			return false
 		}
 	}
-	for i := range a.ContainerStatuses {
-		x, y := a.ContainerStatuses[i], b.ContainerStatuses[i]
-		if x.Name != y.Name || x.Ready != y.Ready || x.RestartCount != y.RestartCount ||
-			(x.State.Running == nil) != (y.State.Running == nil) || (x.State.Waiting == nil) != (y.State.Waiting == nil) ||
-			(x.LastTerminationState.Terminated == nil) != (y.LastTerminationState.Terminated == nil) {
-			return false
-		}
-		if x.LastTerminationState.Terminated != nil && x.LastTerminationState.Terminated.ExitCode != y.LastTerminationState.Terminated.ExitCode {
+	return true
+}
+
+func sameContainers(a, b []corev1.ContainerStatus) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Name != y.Name || x.Ready != y.Ready || x.RestartCount != y.RestartCount || x.ContainerID != y.ContainerID ||
+			!sameState(x.State, y.State) || !sameState(x.LastTerminationState, y.LastTerminationState) {
 			return false
 		}
 	}
 	return true
 }
 
-// serveExec is the kubelet's exec endpoint, /exec/<ns>/<pod>/<container>,
-// served by the streaming code the kubelet itself uses.
-func (n *Node) serveExec(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("ns") + "/" + r.PathValue("pod")
-	n.mu.Lock()
-	lp := n.local[key]
-	n.mu.Unlock()
-	var spec *corev1.Container
-	if lp != nil {
-		for _, c := range lp.containers {
-			if c.spec.Name == r.PathValue("container") {
-				spec = &c.spec
-			}
-		}
+func sameState(a, b corev1.ContainerState) bool {
+	switch {
+	case a.Running != nil || b.Running != nil:
+		return a.Running != nil && b.Running != nil
+	case a.Terminated != nil || b.Terminated != nil:
+		return a.Terminated != nil && b.Terminated != nil && a.Terminated.ExitCode == b.Terminated.ExitCode &&
+			a.Terminated.Reason == b.Terminated.Reason
+	case a.Waiting != nil || b.Waiting != nil:
+		return a.Waiting != nil && b.Waiting != nil && a.Waiting.Reason == b.Waiting.Reason && a.Waiting.Message == b.Waiting.Message
 	}
-	if spec == nil {
-		http.Error(w, fmt.Sprintf("container %s of pod %s is not running on this node", r.PathValue("container"), key), http.StatusNotFound)
-		return
-	}
-	opts, err := remotecommand.NewOptions(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	remotecommand.ServeExec(w, r, executor{spec: *spec}, key, "", spec.Name, r.URL.Query()["command"], opts,
-		time.Hour, 30*time.Second, remotecommand.SupportedStreamingProtocols)
-}
-
-// executor runs exec'd commands as local processes of the container.
-type executor struct{ spec corev1.Container }
-
-func (e executor) ExecInContainer(ctx context.Context, _, _, _ string, argv []string, in io.Reader, out, errw io.WriteCloser,
-	tty bool, resize <-chan remotecommand.TerminalSize, timeout time.Duration) error {
-	if len(argv) == 0 {
-		return errors.New("no command")
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = containerEnv(e.spec)
-	cmd.Dir = e.spec.WorkingDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if out != nil {
-		cmd.Stdout = out
-	}
-	if errw != nil {
-		cmd.Stderr = errw
-	}
-	var stdin io.WriteCloser
-	if in != nil {
-		var err error
-		if stdin, err = cmd.StdinPipe(); err != nil {
-			return err
-		}
-	}
-	if err := cmd.Start(); err != nil {
-		return utilexec.CodeExitError{Err: err, Code: 126}
-	}
-	if stdin != nil {
-		go func() { io.Copy(stdin, in); stdin.Close() }()
-	}
-	err := cmd.Wait()
-	if code := exitStatus(err, cmd); code != 0 {
-		return utilexec.CodeExitError{Err: fmt.Errorf("exit status %d", code), Code: int(code)}
-	}
-	return nil
+	return true
 }
 
 func selfSigned(t testing.TB) tls.Certificate {
