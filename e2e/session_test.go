@@ -103,6 +103,13 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 		t.Fatalf("session create -o json: %v %s", err, out)
 	}
 	sid, sessionToken := created.ID, created.Token
+	// An unconfined server says so on every session and status.
+	if sess, err := c.GetSession(ctx, "web", sid); err != nil || (sess.Sandbox == "none") != (sandbox == "none") {
+		t.Fatalf("session's sandbox field with --sandbox %s: %+v %v", sandbox, sess, err)
+	}
+	if st, err := c.Status(ctx, "web"); err != nil || (st.Sandbox == "none") != (sandbox == "none") {
+		t.Fatalf("status's sandbox field with --sandbox %s: %+v %v", sandbox, st, err)
+	}
 	var previewCookie, previewHost string
 
 	t.Run("ExecStreamsAndExitCode", func(t *testing.T) {

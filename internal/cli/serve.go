@@ -328,7 +328,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if err != nil {
 		return err
 	}
-	svc = service.New(service.Config{Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
+	svc = service.New(service.Config{Unconfined: c.Cluster != "kube" && mode == local.SandboxNone, Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
 		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease, WorkerTimeout: c.WorkerTimeout})
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)

@@ -86,6 +86,9 @@ type Status struct {
 	Running   bool      `json:"running"`
 	Pod       string    `json:"pod,omitempty"`
 	Processes []Process `json:"processes"`
+	// Sandbox is "none" when the project's processes run unconfined
+	// (--sandbox none); absent otherwise.
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // WorkspaceSpec describes a session's workspace.

@@ -49,6 +49,9 @@ type Session struct {
 	ReviewTaskID string        `json:"review_task_id,omitempty"`
 	// Review is filled in on reads once a review was queued.
 	Review *ReviewSummary `json:"review,omitempty"`
+	// Sandbox is "none" when the server runs project code unconfined
+	// (--sandbox none); absent otherwise.
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // SessionStore persists sessions.

@@ -27,6 +27,9 @@ type Config struct {
 	// PreviewDomain is the domain under which sessions' preview hosts live
 	// (<session>.<domain>).
 	PreviewDomain string
+	// Unconfined says project code runs with no sandbox (--sandbox none):
+	// sessions then say so ("sandbox": "none").
+	Unconfined bool
 	// OutputLimit bounds the stored output of one command (default 64 MiB).
 	OutputLimit int64
 	// PreviewSecret signs preview links (shared by replicas).
@@ -78,6 +81,7 @@ type Service struct {
 	previewSecret []byte
 	auth          *authCache
 	tasks         taskConfig
+	unconfined    bool
 }
 
 // New returns a Service.
@@ -87,8 +91,8 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, git: c.Git, cluster: c.Cluster, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
 		previewDomain: c.PreviewDomain, outputLimit: c.OutputLimit, hub: &hub{runs: map[string]*run{}},
-		previewSecret: c.PreviewSecret,
-		keys:          newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}},
+		previewSecret: c.PreviewSecret, unconfined: c.Unconfined,
+		keys: newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}},
 		tasks: taskConfig{lease: orDefault(c.TaskLease, DefaultTaskLease), workerTimeout: orDefault(c.WorkerTimeout, DefaultWorkerTimeout),
 			poll: orDefault(c.ClaimPoll, DefaultClaimPoll), backoff: orDefault(c.RetryBackoff, DefaultRetryBackoff), wake: newTaskWake(), workers: &workerCache{}, claimed: &sync.Map{}}}
 }

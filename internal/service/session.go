@@ -129,6 +129,7 @@ func (s *Service) CreateSession(ctx context.Context, caller *rdev.APIKey, projec
 		undo()
 		return nil, fmt.Errorf("prepare workspace: %w", err)
 	}
+	s.markSandbox(&sess)
 	created := s.created(&co, token, fmt.Sprintf("POST /api/v1/projects/%[1]s/sessions/%[2]s/checkin (or rdev session checkin %[1]s %[2]s)", p.ID, sid))
 	return &CreatedSession{Session: sess, Branch: branch, Token: token, AuthCloneURL: created.AuthCloneURL,
 		Instructions: fmt.Sprintf("Session %s runs on pod %s with branch %s checked out in its workspace; run commands with "+
@@ -160,7 +161,16 @@ func (s *Service) GetSession(ctx context.Context, caller *rdev.APIKey, projectID
 		return nil, err
 	}
 	sess.Review = s.reviewSummary(ctx, sess.ReviewTaskID)
+	s.markSandbox(sess)
 	return sess, nil
+}
+
+// markSandbox says on a session that its code runs unconfined, when it
+// does.
+func (s *Service) markSandbox(sess *rdev.Session) {
+	if s.unconfined {
+		sess.Sandbox = "none"
+	}
 }
 
 // ListSessions returns a page of a project's sessions.
@@ -168,7 +178,11 @@ func (s *Service) ListSessions(ctx context.Context, caller *rdev.APIKey, project
 	if _, err := s.GetProject(ctx, caller, projectID); err != nil {
 		return nil, "", err
 	}
-	return s.store.ListSessions(ctx, projectID, page)
+	out, next, err := s.store.ListSessions(ctx, projectID, page)
+	for _, sess := range out {
+		s.markSandbox(sess)
+	}
+	return out, next, err
 }
 
 // SessionEnd answers a check-in or a termination.

@@ -408,6 +408,9 @@ func (c *Cluster) Status(ctx context.Context, projectID string) (*cluster.Status
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := &cluster.Status{ProjectID: projectID, Processes: []cluster.Process{}}
+	if c.cfg.Sandbox == SandboxNone {
+		st.Sandbox = SandboxNone
+	}
 	p, ok := c.pods[projectID]
 	if !ok || (c.cfg.Sandbox == SandboxBwrap && !p.sandboxRunning()) {
 		return st, nil
