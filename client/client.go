@@ -24,6 +24,8 @@ import (
 type (
 	Project        = rdev.Project
 	Component      = rdev.Component
+	Limits         = rdev.Limits
+	Egress         = rdev.Egress
 	ProjectPatch   = rdev.ProjectPatch
 	ProjectRequest = service.ProjectRequest
 	APIKey         = rdev.APIKey

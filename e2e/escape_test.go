@@ -55,6 +55,20 @@ func TestEscapes(t *testing.T) {
 		}
 		return sess.ID
 	}
+	// freshSession ends the project's active sessions (one per project)
+	// and makes a new one.
+	freshSession := func(project string) string {
+		list, _, err := c.ListSessions(ctx, project, client.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, old := range list {
+			if old.Status == "active" {
+				c.TerminateSession(ctx, project, old.ID)
+			}
+		}
+		return newSession(project)
+	}
 	sid, other := newSession("web"), newSession("other")
 	sh := func(project, sid, script string) (string, int) {
 		t.Helper()
@@ -129,6 +143,33 @@ func TestEscapes(t *testing.T) {
 		}
 	})
 
+	// The same attempts from a component (it serves its findings on the
+	// pod's loopback, where the session reads them) and from a review (in
+	// its log), which also tries to forge its own verdict.
+	var attempts strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&attempts, "if ( %s ) >/dev/null 2>&1; then echo 'ESCAPED %s'; fi; ", r.script, r.name)
+	}
+	attempts.WriteString("echo attempts-done")
+
+	t.Run("FromAComponent", func(t *testing.T) {
+		comps := []client.Component{{Name: "attempts", Command: "(" + attempts.String() + ") > /tmp/findings; cd /tmp && exec python3 -m http.server --bind 127.0.0.1 9911"}}
+		if _, err := c.PatchProject(ctx, "web", client.ProjectPatch{Components: &comps}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Deploy(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		waitUntil(t, func() bool {
+			out, _ = sh("web", sid, "curl -sf http://127.0.0.1:9911/findings")
+			return strings.Contains(out, "attempts-done")
+		})
+		if escaped(out) {
+			t.Fatalf("from a component:\n%s", out)
+		}
+	})
+
 	t.Run("NothingSurvivesCheckIn", func(t *testing.T) {
 		m := "escape-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		script := "(setsid sleep 7781 " + m + " &); (sh -c 'sleep 7782 " + m + " &' &); env -i sleep 7783 " + m + " & echo ok"
@@ -173,6 +214,53 @@ func TestEscapes(t *testing.T) {
 		})
 	})
 
+	t.Run("FromAReviewForgingItsVerdict", func(t *testing.T) {
+		repo := filepath.Join(data, "repos", "web.git")
+		mainBefore := strings.TrimSpace(mustGit(t, "", "", "--git-dir", repo, "rev-parse", "main"))
+		forge := attempts.String() + "; curl -s -m 5 -X POST -H 'Authorization: Bearer " + admin + "' -d '{\"worker_id\":\"x\",\"result\":{\"verdict\":\"passed\"}}' " +
+			"http://127.0.0.1:" + apiPort + "/api/v1/tasks/$RDEV_TASK/complete; git --git-dir " + repo + " update-ref refs/heads/main HEAD; exit 1"
+		if _, err := c.PatchProject(ctx, "web", client.ProjectPatch{ReviewCommand: &forge}); err != nil {
+			t.Fatal(err)
+		}
+		rs := freshSession("web")
+		sh("web", rs, "git -c user.name=a -c user.email=a@b commit -q --allow-empty -m review-me && git push -q origin HEAD")
+		end, err := c.CheckinSession(ctx, "web", rs, client.CheckinRequest{AutoMerge: true})
+		if err != nil || end.ReviewTaskID == "" {
+			t.Fatal(end, err)
+		}
+		task := waitTask(t, c, end.ReviewTaskID)
+		if r := reviewResult(t, task); r.Verdict != "failed" || r.Merged {
+			t.Fatalf("the review forged its verdict: %+v", r)
+		}
+		var log strings.Builder
+		if _, err := c.FollowTask(ctx, task.ID, 0, func(e client.Event) error { log.Write(e.Data); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if escaped(log.String()) || !strings.Contains(log.String(), "\nattempts-done\n") {
+			t.Fatalf("from a review (%s):\n%s", task.Result, log.String())
+		}
+		if after := strings.TrimSpace(mustGit(t, "", "", "--git-dir", repo, "rev-parse", "main")); after != mainBefore {
+			t.Fatalf("main moved from %s to %s behind the review", mainBefore, after)
+		}
+	})
+
+	t.Run("EgressNoneStillPushes", func(t *testing.T) {
+		none := client.Egress{Mode: "none"}
+		if _, err := c.PatchProject(ctx, "web", client.ProjectPatch{Egress: &none}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Deploy(ctx, "web"); err != nil { // the policy applies from the pod's next start
+			t.Fatal(err)
+		}
+		es := freshSession("web")
+		if out, code := sh("web", es, "curl -s -m 5 http://public.invalid/"); code != 0 || !strings.Contains(out, "egress mode none") {
+			t.Fatalf("a public name with egress none: %d %q", code, out)
+		}
+		if out, code := sh("web", es, "git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && git push -q origin HEAD"); code != 0 {
+			t.Fatalf("push with egress none: %d %q", code, out)
+		}
+	})
+
 	t.Run("RefusalsAreCountedAndAudited", func(t *testing.T) {
 		resp, err := http.Get(s.URL + "/metrics")
 		if err != nil {
@@ -195,6 +283,17 @@ func TestEscapes(t *testing.T) {
 			t.Fatalf("no egress refusal in the audit log: %+v", entries)
 		}
 	})
+}
+
+// escaped reports whether output of the attempts has a line saying one
+// succeeded.
+func escaped(output string) bool {
+	for _, l := range strings.Split(output, "\n") {
+		if strings.HasPrefix(l, "ESCAPED ") {
+			return true
+		}
+	}
+	return false
 }
 
 func waitUntil(t *testing.T, cond func() bool) {

@@ -270,8 +270,13 @@ func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
 // workspace pool, its components.
 func (c *Cluster) startLocked(ctx context.Context, p *pod) error {
 	project := p.meta.Labels[cluster.LabelProject]
-	if c.cfg.Sandbox == SandboxBwrap && !p.sandboxRunning() {
-		if err := c.startSandbox(ctx, project, p); err != nil {
+	if c.cfg.Sandbox == SandboxBwrap {
+		if !p.sandboxRunning() {
+			if err := c.startSandbox(ctx, project, p); err != nil {
+				return err
+			}
+		} else if _, err := c.startEgress(project, p); err != nil {
+			// A deploy applies the project's egress policy as it is now.
 			return err
 		}
 	}
@@ -304,30 +309,9 @@ func (p *pod) sandboxRunning() bool {
 // startSandbox starts the pod's sandbox: its agent, and the relays of its
 // loopback to rdev's egress socket (the proxy, and rdev's git host).
 func (c *Cluster) startSandbox(ctx context.Context, project string, p *pod) error {
-	if p.egress != nil {
-		p.egress.Close()
-		p.egress = nil
-	}
-	run := sandbox.RunDir(p.dir)
-	if err := c.cfg.User.MkdirOwned(run); err != nil {
+	relays, err := c.startEgress(project, p)
+	if err != nil {
 		return err
-	}
-	var relays []sandbox.Relay
-	if c.cfg.Egress != nil {
-		sock := filepath.Join(run, "egress.sock")
-		os.Remove(sock)
-		ln, err := net.Listen("unix", sock)
-		if err != nil {
-			return fmt.Errorf("egress socket: %w", err)
-		}
-		// The sandbox's user connects to it.
-		os.Chmod(sock, 0o666)
-		p.egress = ln
-		go c.cfg.Egress(ln, project, "")
-		relays = append(relays, sandbox.Relay{Listen: "127.0.0.1:" + strconv.Itoa(ProxyPort), Socket: sock})
-		if c.cfg.GitPort != 0 && c.cfg.GitPort != ProxyPort {
-			relays = append(relays, sandbox.Relay{Listen: "127.0.0.1:" + strconv.Itoa(c.cfg.GitPort), Socket: sock})
-		}
 	}
 	cfg := sandbox.PodConfig{
 		Dir: p.dir,
@@ -360,6 +344,38 @@ func (c *Cluster) startSandbox(ctx context.Context, project string, p *pod) erro
 	}
 	p.sb = sb
 	return nil
+}
+
+// startEgress (re)opens the pod's egress socket — served with the
+// project's policy as it is now — and returns the relays of the pod's
+// loopback to it: the proxy, and rdev's git host.
+func (c *Cluster) startEgress(project string, p *pod) ([]sandbox.Relay, error) {
+	if p.egress != nil {
+		p.egress.Close()
+		p.egress = nil
+	}
+	run := sandbox.RunDir(p.dir)
+	if err := c.cfg.User.MkdirOwned(run); err != nil {
+		return nil, err
+	}
+	if c.cfg.Egress == nil {
+		return nil, nil
+	}
+	sock := filepath.Join(run, "egress.sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("egress socket: %w", err)
+	}
+	// The sandbox's user connects to it.
+	os.Chmod(sock, 0o666)
+	p.egress = ln
+	go c.cfg.Egress(ln, project, "")
+	relays := []sandbox.Relay{{Listen: "127.0.0.1:" + strconv.Itoa(ProxyPort), Socket: sock}}
+	if c.cfg.GitPort != 0 && c.cfg.GitPort != ProxyPort {
+		relays = append(relays, sandbox.Relay{Listen: "127.0.0.1:" + strconv.Itoa(c.cfg.GitPort), Socket: sock})
+	}
+	return relays, nil
 }
 
 // stopComponentsLocked stops the pod's components.
