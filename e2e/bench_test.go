@@ -139,3 +139,52 @@ func BenchmarkPush(b *testing.B) {
 	b.ReportMetric(float64(viaRdev.Milliseconds())/float64(b.N), "rdev-ms")
 	b.ReportMetric(local.Seconds()/viaRdev.Seconds(), "x_local")
 }
+
+// BenchmarkCloneThroughEgress clones the same repository (--no-checkout:
+// the transfer) from inside a session — through the pod's relay and rdev's
+// egress proxy to rdev's git host — and from this machine straight to
+// rdev's port, alternating, and reports both and their ratio (direct time
+// / proxied time: 1.0 means the proxy costs nothing). The proxied time
+// includes starting the command in the sandbox.
+//
+//	go test ./e2e -run '^$' -bench CloneThroughEgress -benchtime 5x
+func BenchmarkCloneThroughEgress(b *testing.B) {
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		b.Skip("bubblewrap is not installed")
+	}
+	files, size, _ := benchSize()
+	src := bigRepo(b, files, size)
+	data := b.TempDir()
+	s := start(b, nil, "--addr", "127.0.0.1:0", "--data", data, "--log-level", "warn", "--sandbox", "bwrap")
+	admin := readKey(b, filepath.Join(data, "admin.key"))
+	c := client.New(s.URL, admin)
+	ctx := context.Background()
+	if _, err := c.CreateProject(ctx, client.ProjectRequest{ID: "big", Name: "Big", ImportFrom: src}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.Deploy(ctx, "big"); err != nil {
+		b.Fatal(err)
+	}
+	sess, err := c.CreateSession(ctx, "big", client.SessionRequest{NewBranch: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := s.URL + "/git/big.git"
+	var direct, proxied time.Duration
+	for range b.N {
+		dst := b.TempDir()
+		direct += timed(b, dst, admin, "clone", "-q", "--no-checkout", url, "direct")
+		t0 := time.Now()
+		// The session's own credential helper authenticates the clone.
+		res, err := c.RunCommandWait(ctx, "big", sess.ID, client.CommandRequest{Command: "git -c credential.helper= -c \"credential.helper=$(git config credential.helper)\" clone -q --no-checkout " + url + " /tmp/c && rm -rf /tmp/c", Timeout: "10m"})
+		proxied += time.Since(t0)
+		if err != nil || res.ExitCode == nil || *res.ExitCode != 0 {
+			b.Fatalf("clone through the egress proxy: %v %+v", err, res)
+		}
+		os.RemoveAll(dst)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(direct.Milliseconds())/float64(b.N), "direct-ms")
+	b.ReportMetric(float64(proxied.Milliseconds())/float64(b.N), "proxied-ms")
+	b.ReportMetric(direct.Seconds()/proxied.Seconds(), "x_direct")
+}

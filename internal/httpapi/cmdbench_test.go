@@ -15,6 +15,7 @@ import (
 
 	"rdev.dev/rdev/client"
 	"rdev.dev/rdev/internal/cluster/local"
+	sbx "rdev.dev/rdev/internal/sandbox"
 	"rdev.dev/rdev/internal/store/sqlite"
 )
 
@@ -53,7 +54,10 @@ func BenchmarkExecTrue(b *testing.B) {
 			ctx := context.Background()
 			direct := []string{"true"}
 			if sandbox == local.SandboxBwrap {
-				direct = []string{"bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--unshare-pid", "--die-with-parent", "true"}
+				// bubblewrap alone, with the options rdev gives a command's
+				// nested sandbox (the system view, every namespace, the drop
+				// to the sandbox's user).
+				direct = sbx.Spec{ShareNet: true, DieWithParent: true, DropTo: testUser(b), Chdir: "/tmp"}.Args([]string{"true"})
 			}
 			var viaRdev, viaFork []time.Duration
 			b.ResetTimer()

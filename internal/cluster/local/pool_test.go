@@ -90,13 +90,27 @@ func BenchmarkPrepareWorkspace(b *testing.B) {
 	for _, n := range sizes {
 		repos := b.TempDir()
 		repoWithFiles(b, repos, "web", n)
-		for _, warm := range []int{0, 1} {
-			name := fmt.Sprintf("%dfiles/cold", n)
-			if warm > 0 {
-				name = fmt.Sprintf("%dfiles/warm", n)
+		for _, mode := range []string{"cold", "warm", "warm-sandboxed"} {
+			warm := 1
+			if mode == "cold" {
+				warm = 0
 			}
-			b.Run(name, func(b *testing.B) {
+			b.Run(fmt.Sprintf("%dfiles/%s", n, mode), func(b *testing.B) {
 				c := newLocal(b, repos, warm)
+				if mode == "warm-sandboxed" {
+					// The workspace then also becomes the sandbox's user's
+					// (as root: every file handed over), inside a running
+					// pod sandbox.
+					requireBwrap(b)
+					var err error
+					c, err = local.New(local.Config{Dir: b.TempDir(), RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
+						CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WarmWorkspaces: warm,
+						Executable: testExecutable(b), Sandbox: local.SandboxBwrap, User: testUser(b)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(c.Close)
+				}
 				deploy(b, c, "web")
 				ctx := context.Background()
 				var times []time.Duration
