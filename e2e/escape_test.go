@@ -129,6 +129,24 @@ func TestEscapes(t *testing.T) {
 		})
 	}
 
+	t.Run("PrivilegedStartWithRequestEnvironment", func(t *testing.T) {
+		// The request's env reaches the command only after the drop: a
+		// setpriv of the workspace's on PATH, or LD_PRELOAD, must never run
+		// in bubblewrap's or setpriv's privileged start.
+		sh("web", sid, "mkdir -p fake && printf '#!/bin/sh\\nid -u > fake/ran-as\\n' > fake/setpriv && chmod +x fake/setpriv && rm -f fake/ran-as")
+		res, err := c.RunCommandWait(ctx, "web", sid, client.CommandRequest{Command: "id -u",
+			Env: map[string]string{"PATH": "./fake:/usr/bin:/bin", "LD_PRELOAD": "./fake/nothing.so"}, Timeout: "30s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := sh("web", sid, "cat fake/ran-as 2>/dev/null"); out != "" {
+			t.Fatalf("the workspace's setpriv ran during the privileged start, as %q", out)
+		}
+		if res.Stdout == "0\n" {
+			t.Fatalf("the command ran as root: %+v", res)
+		}
+	})
+
 	t.Run("ComponentHookDoesNotRunOutside", func(t *testing.T) {
 		// The component's code is read-only: its hook cannot be written, and
 		// a redeploy runs no git in a directory the component could write.

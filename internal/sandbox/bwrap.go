@@ -46,6 +46,11 @@ type Spec struct {
 	// supplementary group, no_new_privs — before anything else runs. Its
 	// files are checked against that real, unprivileged uid.
 	DropTo *Credential
+	// Env is the sandboxed process's environment. bubblewrap and setpriv,
+	// which run privileged, never see it (they start with a fixed
+	// environment and --clearenv); it is set by env(1) after the drop, so
+	// nothing in it (PATH, LD_PRELOAD) can reach a privileged program.
+	Env []string
 	// Root keeps root in the sandbox (bubblewrap run as root, no user
 	// namespace, no setpriv): only for the pod's agent, rdev's own code,
 	// which starts the nested sandboxes (each with DropTo) as root would.
@@ -99,6 +104,9 @@ func (s Spec) Args(argv []string) []string {
 	if s.DropTo == nil && !s.Root {
 		out = append(out, "--unshare-user", "--cap-drop", "ALL")
 	}
+	if s.Env != nil {
+		out = append(out, "--clearenv")
+	}
 	out = append(out, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try", "--hostname", host)
 	if !s.ShareNet {
 		out = append(out, "--unshare-net")
@@ -111,8 +119,11 @@ func (s Spec) Args(argv []string) []string {
 	}
 	out = append(out, "--")
 	if c := s.DropTo; c != nil {
-		out = append(out, "setpriv", "--reuid="+strconv.FormatUint(uint64(c.UID), 10), "--regid="+strconv.FormatUint(uint64(c.GID), 10),
+		out = append(out, "/usr/bin/setpriv", "--reuid="+strconv.FormatUint(uint64(c.UID), 10), "--regid="+strconv.FormatUint(uint64(c.GID), 10),
 			"--clear-groups", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs", "--")
+	}
+	if s.Env != nil {
+		out = append(append(out, "/usr/bin/env", "-i"), s.Env...)
 	}
 	return append(out, argv...)
 }

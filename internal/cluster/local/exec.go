@@ -98,7 +98,10 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 		Hostname:      spec.SessionID,
 		DropTo:        c.cfg.User,
 	}
-	p, err := sb.Client().Exec(ctx, nested.Args(spec.Argv), env.List(), "", spec.Stdin)
+	// The agent starts bubblewrap with a fixed environment; the
+	// command's own is applied inside, after the privilege drop.
+	nested.Env = env.List()
+	p, err := sb.Client().Exec(ctx, nested.Args(spec.Argv), sandbox.NewEnv("/").List(), "", spec.Stdin)
 	if err != nil {
 		var se *sandbox.StartError
 		if errors.As(err, &se) {
@@ -145,7 +148,8 @@ func (c *Cluster) componentStarter(project string, comp rdev.Component) func() (
 			Hostname:      comp.Name,
 			DropTo:        c.cfg.User,
 		}
-		p, err := sb.Client().Exec(context.Background(), nested.Args(argv), env.List(), "", false)
+		nested.Env = env.List()
+		p, err := sb.Client().Exec(context.Background(), nested.Args(argv), sandbox.NewEnv("/").List(), "", false)
 		if err != nil {
 			return nil, err
 		}

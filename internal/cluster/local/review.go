@@ -126,7 +126,8 @@ func (c *Cluster) RunReview(ctx context.Context, spec cluster.ReviewSpec, stdout
 		Hostname:      "review",
 		DropTo:        c.cfg.User,
 	}
-	p, err := pod.Client().Exec(ctx, nested.Args(argv), env.List(), "", false)
+	nested.Env = env.List()
+	p, err := pod.Client().Exec(ctx, nested.Args(argv), sandbox.NewEnv("/").List(), "", false)
 	if err != nil {
 		return none, err
 	}
