@@ -350,8 +350,12 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 			if s.TaskID != "" {
 				who = "task:" + s.TaskID
 			}
-			log.Warn("egress refused", "project", s.ProjectID, "task", s.TaskID, "target", r.Target, "reason", r.Reason)
-			e := &rdev.AuditEntry{At: time.Now().UTC(), KeyID: who, Method: "EGRESS", Route: "refused " + r.Target + ": " + r.Reason,
+			target := r.Target
+			if len(target) > 256 { // the sandbox chose it: bounded in the log and the audit table
+				target = target[:256] + "…"
+			}
+			log.Debug("egress refused", "project", s.ProjectID, "task", s.TaskID, "target", target, "reason", r.Reason)
+			e := &rdev.AuditEntry{At: time.Now().UTC(), KeyID: who, Method: "EGRESS", Route: "refused " + target + ": " + r.Reason,
 				Target: "project/" + s.ProjectID, Status: http.StatusForbidden}
 			if err := svc.Audit(context.WithoutCancel(ctx), e); err != nil {
 				log.Warn("audit an egress refusal", "err", err)

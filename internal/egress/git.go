@@ -27,9 +27,10 @@ func (h *handler) git(w http.ResponseWriter, r *http.Request) {
 		out.URL = &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery}
 		out.RequestURI = out.URL.RequestURI()
 		removeHopHeaders(out.Header)
-		if out.Host == "" {
-			out.Host = h.self.asked
-		}
+		// Always rdev's own host: a Host the sandbox chose could make the
+		// handler route the request elsewhere (another session's preview
+		// host).
+		out.Host = h.self.asked
 		h.p.Metrics.allowed(kindGit)
 		h.s.Git.ServeHTTP(w, out)
 	}

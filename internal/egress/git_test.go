@@ -28,6 +28,9 @@ func TestGitHost(t *testing.T) {
 		{"AbsoluteToSelf", "rdev.test:7420", getLine("http://rdev.test:7420/git/p1.git/info/refs?service=git-receive-pack", "rdev.test:7420"), 200, "git GET /git/p1.git/info/refs?service=git-receive-pack"},
 		{"AbsoluteToSelfDefaultPort", "rdev.test:80", getLine("http://RDEV.test./git/p1.git/info/refs", "rdev.test"), 200, "git GET /git/p1.git/info/refs"},
 		{"AbsoluteToLoopbackSelf", "127.0.0.1:7420", getLine("http://127.0.0.1:7420/git/p1.git/info/refs", "127.0.0.1:7420"), 200, "git GET /git/p1.git/info/refs"},
+		// The Host the sandbox sends never reaches rdev: a preview host would
+		// route the request to another session's preview.
+		{"HostOfAPreview", "127.0.0.1:7420", getLine("/git/p1.git/info/refs", "s2.preview.localhost"), 200, "git GET /git/p1.git/info/refs"},
 		{"OtherProject", "", getLine("/git/p2.git/info/refs", "x"), 403, only},
 		{"OtherProjectThroughSelf", "rdev.test:7420", getLine("http://rdev.test:7420/git/p2.git/info/refs", "rdev.test:7420"), 403, only},
 		{"API", "", getLine("/api/v1/projects", "x"), 403, only},

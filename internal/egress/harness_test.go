@@ -203,6 +203,9 @@ func web(w http.ResponseWriter, r *http.Request) {
 // fakeGit stands for rdev's git host.
 func fakeGit(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "git %s %s", r.Method, r.URL.RequestURI())
+	if strings.Contains(r.Host, "preview") {
+		fmt.Fprintf(w, " host %s", r.Host)
+	}
 }
 
 // dialProxy connects to the proxy as the sandbox's relay does.

@@ -76,6 +76,11 @@ func (s Spec) Args(argv []string) []string {
 	} else {
 		out = append(out, "--perms", "01777", "--tmpfs", "/tmp")
 	}
+	// Hidden directories first: the binds below may lie inside them (a
+	// workspace inside rdev's data directory under /opt).
+	for _, h := range s.Hide {
+		out = append(out, "--tmpfs", h)
+	}
 	var dsts []string
 	for _, b := range s.Binds {
 		dst := b.Dst
@@ -93,9 +98,6 @@ func (s Spec) Args(argv []string) []string {
 	// root; the sandbox's user must be able to walk to its workspace.
 	for _, d := range parentsToOpen(dsts) {
 		out = append(out, "--chmod", "0755", d)
-	}
-	for _, h := range s.Hide {
-		out = append(out, "--tmpfs", h)
 	}
 	host := s.Hostname
 	if host == "" {
