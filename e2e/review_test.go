@@ -38,7 +38,7 @@ func reviewResult(t *testing.T, task *client.Task) rdev.ReviewResult {
 	t.Helper()
 	var r rdev.ReviewResult
 	if err := json.Unmarshal(task.Result, &r); err != nil {
-		t.Fatalf("task %s result %s: %v", task.ID, task.Result, err)
+		t.Fatalf("task %s ended %s (attempts %d, error %q) with result %s: %v", task.ID, task.Status, task.Attempts, task.Error, task.Result, err)
 	}
 	return r
 }

@@ -76,7 +76,8 @@ func kubeClientConfig(c KubeConfig) (*rest.Config, string, error) {
 // openKube connects to the cluster and checks that rdev may work in its
 // namespace before the server starts.
 func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string, defaults rdev.Limits,
-	reviewToken func(ctx context.Context, projectID string) (string, func(), error), log *slog.Logger) (*kube.Cluster, error) {
+	reviewToken func(ctx context.Context, projectID string) (string, func(), error), egressProxy func(projectID, taskID string) string,
+	log *slog.Logger) (*kube.Cluster, error) {
 	if c.WorkspaceImage == "" {
 		return nil, errors.New("--cluster kube needs --workspace-image (an image with sh and git, where sessions run)")
 	}
@@ -117,7 +118,7 @@ func openKube(ctx context.Context, c KubeConfig, previewDomain, publicURL string
 	log.Info("kubernetes cluster", "server", cfg.Host, "namespace", ns, "workspace_image", c.WorkspaceImage, "preview_mode", c.PreviewMode)
 	return kube.New(kube.Config{Client: kc, REST: cfg, Namespace: ns, WorkspaceRoot: c.WorkspaceRoot, ReadyTimeout: c.ReadyTimeout,
 		Images: kube.Images{Workspace: c.WorkspaceImage, Component: c.ComponentImage}, Previews: previews, Log: log,
-		Pods:        kube.Pods{User: kube.DefaultUser, Limits: defaults},
+		Pods:        kube.Pods{User: kube.DefaultUser, Limits: defaults, EgressProxy: egressProxy},
 		CloneURL:    func(id string) string { return strings.TrimRight(publicURL, "/") + "/git/" + id + ".git" },
 		ReviewToken: reviewToken})
 }

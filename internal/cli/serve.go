@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -304,6 +306,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	}
 	var pods cluster.Cluster
 	var lc *local.Cluster
+	var gateway *egress.Gateway      // the egress proxy of Kubernetes pods, on rdev's port
 	var kubeReviews cluster.Reviewer // reviews as pods of their own
 	switch c.Cluster {
 	case "local":
@@ -314,9 +317,22 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 		defer lc.Close()
 		pods = lc
 	case "kube":
+		// Pods reach rdev's egress proxy on rdev's own port, naming
+		// themselves with credentials only rdev can make.
+		base, err := url.Parse(publicURL)
+		if err != nil {
+			return err
+		}
+		gateway = &egress.Gateway{Policy: func(ctx context.Context, projectID string) (rdev.Egress, error) {
+			p, err := svc.Project(ctx, projectID)
+			if err != nil {
+				return rdev.Egress{}, err
+			}
+			return p.Egress, nil
+		}}
 		kc, err := openKube(ctx, c.Kube, c.PreviewDomain, publicURL, defaults, func(ctx context.Context, projectID string) (string, func(), error) {
 			return svc.ReviewToken(ctx, projectID, c.ReviewTimeout+10*time.Minute)
-		}, log)
+		}, func(projectID, taskID string) string { return gateway.URL(base, projectID, taskID) }, log)
 		if err != nil {
 			return err
 		}
@@ -327,6 +343,9 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	secret, err := previewSecret(c.Data)
 	if err != nil {
 		return err
+	}
+	if gateway != nil {
+		gateway.Key = deriveKey(secret, "egress proxy credentials")
 	}
 	svc = service.New(service.Config{Unconfined: c.Cluster != "kube" && mode == local.SandboxNone, Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
 		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease, WorkerTimeout: c.WorkerTimeout})
@@ -367,8 +386,19 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 			log.Warn("restart pods", "err", err)
 		}
 	}
+	handler := api
+	if gateway != nil {
+		gateway.Proxy, gateway.Git = proxy, api
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if egress.IsProxyRequest(r) {
+				gateway.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -537,6 +567,13 @@ func initAdmin(ctx context.Context, svc *service.Service, data string, env Env, 
 		fmt.Fprintf(env.Stderr, "First start: an admin API key was written to %s (mode 0600).\n", path)
 	}
 	return nil
+}
+
+// deriveKey returns a key of its own for one use of secret.
+func deriveKey(secret []byte, use string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("rdev " + use))
+	return m.Sum(nil)
 }
 
 // previewSecret reads <data>/preview.secret, creating it (32 random bytes,

@@ -36,13 +36,17 @@ type Project struct {
 }
 
 // Component is one process of a project: a shell command run in the
-// project's workspace, optionally listening on a port.
+// project's code, optionally listening on a port.
 type Component struct {
 	Name    string            `json:"name"`
 	Command string            `json:"command"`
 	Port    *int              `json:"port,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
 	Image   string            `json:"image,omitempty"`
+	// Writable gives the component a writable copy of the code of its
+	// own, made afresh at each deploy (a build cache, a SQLite file,
+	// node_modules); otherwise it gets the code read-only.
+	Writable bool `json:"writable,omitempty"`
 }
 
 // ValidateProjectID returns an *InvalidError unless id is a DNS label of at

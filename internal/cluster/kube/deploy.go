@@ -64,6 +64,13 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 		return err
 	}
 	wanted := map[string]bool{}
+	var services []string // reached directly, not through the egress proxy
+	for _, comp := range p.Components {
+		if comp.Port != nil {
+			services = append(services, objectName(p.ID, comp.Name))
+		}
+	}
+	proxyEnv := d.Pods.proxyEnv(p.ID, "", services...)
 	for _, comp := range p.Components {
 		labels := map[string]string(cluster.ProjectLabels(p.ID).With(cluster.LabelComponent, comp.Name))
 		name := objectName(p.ID, comp.Name)
@@ -76,6 +83,7 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 		for _, k := range sortedKeys(comp.Env) {
 			env = append(env, corev1.EnvVar{Name: k, Value: comp.Env[k]})
 		}
+		env = append(env, proxyEnv...)
 		container := corev1.Container{Name: comp.Name, Image: image, Command: []string{"/bin/sh", "-c", comp.Command}, Env: env}
 		if comp.Port != nil {
 			container.Ports = []corev1.ContainerPort{{Name: "app", ContainerPort: int32(*comp.Port)}}
@@ -86,6 +94,9 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
 					Spec: corev1.PodSpec{Containers: []corev1.Container{container}}}}}
 		d.Pods.secure(&dep.Spec.Template.Spec, p.Limits)
+		if !comp.Writable {
+			readOnlyCode(&dep.Spec.Template.Spec)
+		}
 		if err := upsert(ctx, dep, c.AppsV1().Deployments(ns).Create, c.AppsV1().Deployments(ns).Get,
 			func(ctx context.Context, cur *appsv1.Deployment) error {
 				cur.Labels, cur.Spec = dep.Labels, dep.Spec
@@ -121,6 +132,7 @@ func (d *Deployer) Deploy(ctx context.Context, p *rdev.Project) error {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: WorkspaceContainer, Image: d.Images.Workspace,
 			Command:      []string{"/bin/sh", "-c", "mkdir -p \"$0\"; trap 'exit 0' TERM; while :; do sleep 3600 & wait; done", root},
 			WorkingDir:   root,
+			Env:          proxyEnv,
 			VolumeMounts: []corev1.VolumeMount{{Name: workspaceVolume, MountPath: root}}}},
 			Volumes: []corev1.Volume{{Name: workspaceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}}}
 	d.Pods.secure(&dev.Spec, p.Limits)

@@ -34,12 +34,12 @@ func TestDeployOnTheAPIServer(t *testing.T) {
 		metav1.CreateOptions{})
 	must(t, err)
 	d := &kube.Deployer{Resources: kube.Resources{Client: kc, Namespace: ns}, Images: kube.Images{Component: "debian:12", Workspace: "rdev-workspace:1"},
-		WorkspaceRoot: "/work/space/", Pods: kube.Pods{User: 20002, Limits: rdev.Limits{Memory: "1GiB", CPU: 2}},
+		WorkspaceRoot: "/work/space/", Pods: kube.Pods{User: 20002, Limits: rdev.Limits{Memory: "1GiB", CPU: 2}, EgressProxy: testProxy},
 		Network: kube.Network{RdevPods: map[string]string{"app": "rdev-server"}, RdevPorts: []int32{7420, 3128},
 			IngressNamespaces: map[string]string{"ingress": "yes"}}}
 	port, api := 3000, 8080
 	p := &rdev.Project{ID: "shop", Name: "Shop", DefaultBranch: "main", Limits: rdev.Limits{Memory: "512MiB", PIDs: 64}, Components: []rdev.Component{
-		{Name: "web", Command: "npm start", Port: &port, Env: map[string]string{"B": "2", "A": "1"}, Image: "node:22"},
+		{Name: "web", Command: "npm start", Port: &port, Env: map[string]string{"B": "2", "A": "1"}, Image: "node:22", Writable: true},
 		{Name: "api", Command: "./api", Port: &api},
 		{Name: "worker", Command: "./worker"},
 	}}
@@ -54,7 +54,7 @@ func TestDeployOnTheAPIServer(t *testing.T) {
 	must(t, err)
 	c := web.Spec.Template.Spec.Containers[0]
 	if web.Labels[cluster.LabelManagedBy] != "rdev" || web.Labels[cluster.LabelProject] != "shop" || web.Labels[cluster.LabelComponent] != "web" ||
-		c.Image != "node:22" || c.Command[2] != "npm start" || len(c.Env) != 2 || c.Env[0].Name != "A" || c.Ports[0].ContainerPort != 3000 {
+		c.Image != "node:22" || c.Command[2] != "npm start" || len(c.Env) != 2+8 || c.Env[0].Name != "A" || c.Ports[0].ContainerPort != 3000 {
 		t.Fatalf("web deployment: labels %v container %+v", web.Labels, c)
 	}
 	worker, err := kc.AppsV1().Deployments(ns).Get(ctx, "rdev-shop-worker", metav1.GetOptions{})
@@ -75,6 +75,54 @@ func TestDeployOnTheAPIServer(t *testing.T) {
 		must(t, err)
 		checkConfined(t, "dev pod", dev.Spec, 20002, "512Mi", "2")
 		checkWorkspaceVolume(t, dev.Spec, "/work/space")
+	})
+
+	t.Run("CodeReadOnlyUnlessWritable", func(t *testing.T) {
+		// A component's image is its code: read-only, with emptyDirs for
+		// temporary files, unless the component is declared writable.
+		for comp, readOnly := range map[string]bool{"web": false, "api": true, "worker": true} {
+			dep, err := kc.AppsV1().Deployments(ns).Get(ctx, "rdev-shop-"+comp, metav1.GetOptions{})
+			must(t, err)
+			spec := dep.Spec.Template.Spec
+			c := spec.Containers[0]
+			if ro := c.SecurityContext.ReadOnlyRootFilesystem; ro == nil || *ro != readOnly {
+				t.Errorf("component %s: readOnlyRootFilesystem %v, want %v", comp, ro, readOnly)
+			}
+			mounts := map[string]string{}
+			for _, m := range c.VolumeMounts {
+				mounts[m.MountPath] = m.Name
+			}
+			for _, dir := range []string{"/tmp", "/var/tmp"} {
+				name, ok := mounts[dir]
+				if ok != readOnly {
+					t.Errorf("component %s: a volume at %s: %v, want %v", comp, dir, ok, readOnly)
+					continue
+				}
+				if !ok {
+					continue
+				}
+				var emptyDir bool
+				for _, v := range spec.Volumes {
+					emptyDir = emptyDir || v.Name == name && v.EmptyDir != nil
+				}
+				if !emptyDir {
+					t.Errorf("component %s: %s is not an emptyDir: %+v", comp, dir, spec.Volumes)
+				}
+			}
+		}
+	})
+
+	t.Run("EgressOnlyThroughRdev", func(t *testing.T) {
+		// Every container of the project is pointed at rdev's egress proxy
+		// with the project's credentials; its Services stay direct.
+		for _, comp := range []string{"web", "api", "worker"} {
+			dep, err := kc.AppsV1().Deployments(ns).Get(ctx, "rdev-shop-"+comp, metav1.GetOptions{})
+			must(t, err)
+			checkProxied(t, "deployment "+comp, dep.Spec.Template.Spec.Containers[0], testProxy("shop", ""), "rdev-shop-web", "rdev-shop-api")
+		}
+		dev, err := kc.CoreV1().Pods(ns).Get(ctx, "rdev-shop-dev", metav1.GetOptions{})
+		must(t, err)
+		checkProxied(t, "dev pod", dev.Spec.Containers[0], testProxy("shop", ""), "rdev-shop-web", "rdev-shop-api")
 	})
 
 	t.Run("DefaultsOfAPlainDeployer", func(t *testing.T) {
@@ -156,6 +204,31 @@ func TestPodAndNetworkSettingsRefused(t *testing.T) {
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+// testProxy stands for the egress proxy URL rdev gives a pod.
+func testProxy(projectID, taskID string) string {
+	return "http://" + projectID + "." + taskID + ":secret@rdev.rdev.svc:7420"
+}
+
+// checkProxied checks that c's way out is the proxy at url, in both
+// spellings of each variable, with loopback, the cluster's domains and
+// direct kept out of it.
+func checkProxied(t *testing.T, what string, c corev1.Container, url string, direct ...string) {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"} {
+		if env[k] != url {
+			t.Errorf("%s: %s=%q, want %q", what, k, env[k], url)
+		}
+	}
+	want := strings.Join(append([]string{"localhost", "127.0.0.1", "::1", ".svc", ".cluster.local"}, direct...), ",")
+	if env["NO_PROXY"] != want || env["no_proxy"] != want {
+		t.Errorf("%s: NO_PROXY=%q no_proxy=%q, want %q", what, env["NO_PROXY"], env["no_proxy"], want)
 	}
 }
 

@@ -176,6 +176,9 @@ func (c *Cluster) reviewPod(ctx context.Context, spec cluster.ReviewSpec, prefix
 		secs := max(int64(math.Ceil(time.Until(dl).Seconds())), 1)
 		pod.Spec.ActiveDeadlineSeconds = &secs
 	}
+	// The command's way out; the checkout step needs none (it reaches
+	// rdev's git host directly).
+	pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, c.Pods.proxyEnv(spec.ProjectID, spec.TaskID)...)
 	c.Pods.secure(&pod.Spec, spec.Limits)
 	// The checkout step writes only into the volume.
 	readOnly := true

@@ -51,6 +51,7 @@ func TestReviewPods(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "ws")
 	c, err := kube.New(kube.Config{Client: lc, REST: limited, Namespace: ns, WorkspaceRoot: root,
 		Images:   kube.Images{Component: "rdev-test/component", Workspace: "rdev-test/workspace"},
+		Pods:     kube.Pods{EgressProxy: testProxy},
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		CloneURL: func(id string) string { return host + "/" + id + ".git" },
 		ReviewToken: func(ctx context.Context, id string) (string, func(), error) {
@@ -183,9 +184,12 @@ func TestReviewPods(t *testing.T) {
 		gone(t, "tslow")
 	})
 
-	if _, err := os.Stat(root); !os.IsNotExist(err) {
-		t.Fatalf("the review pods' volume is left: %v", err)
-	}
+	// The node removes a pod's volume once its processes have ended, which
+	// may be just after the pod's object is gone from the API server.
+	waitUntil(t, func() bool {
+		_, err := os.Stat(root)
+		return os.IsNotExist(err)
+	})
 	if pods, err := admin.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{}); err != nil || len(pods.Items) != 0 {
 		t.Fatalf("pods left: %v %v", pods, err)
 	}
@@ -234,6 +238,14 @@ func checkReviewPod(t *testing.T, pod *corev1.Pod, token string) {
 	}
 	if refs != 1 || len(checkout.EnvFrom) != 0 {
 		t.Errorf("checkout env %+v, from %+v", checkout.Env, checkout.EnvFrom)
+	}
+	// The command's way out is the egress proxy, as the review's; the
+	// checkout step reaches rdev's git host directly.
+	checkProxied(t, "review command", cmd, testProxy("app", "tcancel"))
+	for _, e := range checkout.Env {
+		if strings.Contains(strings.ToLower(e.Name), "proxy") {
+			t.Errorf("checkout env %s=%s", e.Name, e.Value)
+		}
 	}
 	if ro := checkout.SecurityContext.ReadOnlyRootFilesystem; ro == nil || !*ro {
 		t.Error("the checkout step's root filesystem is writable")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apiresource "k8s.io/apimachinery/pkg/api/resource"
@@ -31,6 +32,30 @@ type Pods struct {
 	// of DefaultLimits when zero here too). PIDs is not used: Kubernetes
 	// bounds processes per node (the kubelet's podPidsLimit), not per pod.
 	Limits rdev.Limits
+	// EgressProxy returns the proxy URL, with the pod's credentials, that
+	// the project's pods (taskID empty) or a review pod are given as
+	// HTTP_PROXY, HTTPS_PROXY and ALL_PROXY: rdev's egress proxy, which
+	// applies the project's egress policy (the NetworkPolicy lets them
+	// reach nothing else). Nil: no proxy variables.
+	EgressProxy func(projectID, taskID string) string
+}
+
+// proxyEnv is the environment pointing a project's container at rdev's
+// egress proxy, in both the upper and lower case spellings (curl reads
+// only http_proxy in lower case). NO_PROXY keeps loopback, the cluster's
+// own domains and the names in direct (the project's Services, which only
+// its own pods may reach: see networkPolicy) out of the proxy.
+func (p Pods) proxyEnv(projectID, taskID string, direct ...string) []corev1.EnvVar {
+	if p.EgressProxy == nil {
+		return nil
+	}
+	url := p.EgressProxy(projectID, taskID)
+	var env []corev1.EnvVar
+	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"} {
+		env = append(env, corev1.EnvVar{Name: k, Value: url}, corev1.EnvVar{Name: strings.ToLower(k), Value: url})
+	}
+	noProxy := strings.Join(append([]string{"localhost", "127.0.0.1", "::1", ".svc", ".cluster.local"}, direct...), ",")
+	return append(env, corev1.EnvVar{Name: "NO_PROXY", Value: noProxy}, corev1.EnvVar{Name: "no_proxy", Value: noProxy})
 }
 
 func (p Pods) validate() error {
@@ -86,7 +111,7 @@ func (p Pods) resources(l rdev.Limits) corev1.ResourceRequirements {
 // profile; in each container no privilege escalation, no capabilities, and
 // the project's resource limits. Root filesystems stay writable (the
 // user owns nothing of the image, so that is /tmp and the like), except
-// where a caller makes one read-only.
+// where a caller makes one read-only (readOnlyCode).
 func (p Pods) secure(spec *corev1.PodSpec, limits rdev.Limits) {
 	no, yes, uid := false, true, p.user()
 	spec.AutomountServiceAccountToken = &no
@@ -101,5 +126,27 @@ func (p Pods) secure(spec *corev1.PodSpec, limits rdev.Limits) {
 			cs[i].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &readOnly,
 				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
 		}
+	}
+}
+
+// scratchDirs are the directories a component whose image is read-only
+// still may write, each an emptyDir of its own pod.
+var scratchDirs = []string{"/tmp", "/var/tmp"}
+
+// readOnlyCode makes the root filesystem of a component's container
+// read-only — its image is its code, which a component changes only when
+// the project declares it writable — with an emptyDir at each of
+// scratchDirs for the temporary files that tools write.
+func readOnlyCode(spec *corev1.PodSpec) {
+	yes := true
+	for i, dir := range scratchDirs {
+		name := fmt.Sprintf("scratch-%d", i)
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		for j := range spec.Containers {
+			spec.Containers[j].VolumeMounts = append(spec.Containers[j].VolumeMounts, corev1.VolumeMount{Name: name, MountPath: dir})
+		}
+	}
+	for j := range spec.Containers {
+		spec.Containers[j].SecurityContext.ReadOnlyRootFilesystem = &yes
 	}
 }

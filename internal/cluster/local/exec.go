@@ -114,22 +114,29 @@ func (c *Cluster) Exec(ctx context.Context, spec cluster.ExecSpec) (cluster.Proc
 
 // componentStarter starts one run of a component: with a sandbox, through
 // the pod's agent in a nested sandbox that sees the project's code
-// read-only and the components' shared /tmp; without one, under the
-// reaper in the code's directory.
-func (c *Cluster) componentStarter(project string, comp rdev.Component) func() (cluster.Proc, error) {
-	base := c.basePath(project)
+// read-only, its own copy of the code read-write when it is writable, and
+// the components' shared /tmp; without one, under the reaper. It runs in
+// its copy when it has one, in the code otherwise. sb is the pod's
+// sandbox (nil without one): a starter never waits for the cluster's lock,
+// which is held while components are stopped.
+func (c *Cluster) componentStarter(project string, comp rdev.Component, sb *sandbox.Pod) func() (cluster.Proc, error) {
+	dir := c.basePath(project)
+	binds := []sandbox.Bind{{Src: filepath.Join(c.podDir(project), "code")}, {Src: c.cfg.RepoPath(project)}}
+	if comp.Writable {
+		dir = filepath.Join(c.componentsDir(project), comp.Name, "work")
+		binds = append(binds, sandbox.Bind{Src: dir, RW: true})
+	}
 	return func() (cluster.Proc, error) {
-		env := sandbox.NewEnv(base).Set("RDEV_PROJECT", project).Set("RDEV_COMPONENT", comp.Name).AddMap(comp.Env)
+		env := sandbox.NewEnv(dir).Set("RDEV_PROJECT", project).Set("RDEV_COMPONENT", comp.Name).AddMap(comp.Env)
 		if comp.Port != nil {
 			env.Set("PORT", strconv.Itoa(*comp.Port))
 		}
 		argv := []string{"/bin/sh", "-c", comp.Command}
 		if c.cfg.Sandbox != SandboxBwrap {
-			return c.reap(argv, env.List(), base, false)
+			return c.reap(argv, env.List(), dir, false)
 		}
-		sb, err := c.runningSandbox(project)
-		if err != nil {
-			return nil, err
+		if sb == nil {
+			return nil, rdev.ErrPodNotRunning
 		}
 		if c.cfg.Egress != nil {
 			env.Proxy("http://127.0.0.1:" + strconv.Itoa(ProxyPort))
@@ -139,12 +146,12 @@ func (c *Cluster) componentStarter(project string, comp rdev.Component) func() (
 			return nil, err
 		}
 		nested := sandbox.Spec{
-			Binds:         []sandbox.Bind{{Src: filepath.Join(c.podDir(project), "code")}, {Src: c.cfg.RepoPath(project)}},
+			Binds:         binds,
 			Tmp:           tmp,
 			Hide:          sandbox.Hidden(c.cfg.DataDir),
 			ShareNet:      true,
 			DieWithParent: true,
-			Chdir:         base,
+			Chdir:         dir,
 			Hostname:      comp.Name,
 			DropTo:        c.cfg.User,
 		}

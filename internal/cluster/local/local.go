@@ -1,7 +1,8 @@
 // Package local runs projects on this machine. A project's "pod" is a
 // directory under <data>/pods/<project> — its code (code/base, the default
-// branch, read-only to the pod's processes), its sessions' workspaces
-// (sessions/<id>) and their temporary directories (tmp/) — plus, with a
+// branch, read-only to the pod's processes), the copies of it that
+// writable components work in (components/<name>/work), its sessions'
+// workspaces (sessions/<id>) and their temporary directories (tmp/) — plus, with a
 // sandbox, one long-lived bubblewrap sandbox holding the pod's network
 // namespace and its agent (package sandbox), through which every component
 // and command starts in a nested sandbox of its own. docs/security.md says
@@ -87,9 +88,10 @@ const ProxyPort = 3128
 
 // Cluster is the local backend.
 type Cluster struct {
-	cfg  Config
-	mu   sync.Mutex
-	pods map[string]*pod
+	cfg       Config
+	deploying sync.Mutex
+	mu        sync.Mutex
+	pods      map[string]*pod
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
@@ -162,9 +164,13 @@ func (c *Cluster) Recover(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		if _, err := os.Stat(c.basePath(e.Name())); err != nil {
+		if !c.codeInPlace(e.Name(), meta.Components) {
 			// A pod of an older layout: its code is made anew.
-			if err := c.refreshCode(ctx, e.Name()); err != nil {
+			copies, err := c.refreshCode(ctx, e.Name(), writable(meta.Components))
+			if err == nil {
+				err = c.placeCopies(e.Name(), copies)
+			}
+			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -179,6 +185,20 @@ func (c *Cluster) Recover(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// codeInPlace reports whether the pod has its code and every writable
+// component its copy.
+func (c *Cluster) codeInPlace(projectID string, comps []rdev.Component) bool {
+	if _, err := os.Stat(c.basePath(projectID)); err != nil {
+		return false
+	}
+	for _, name := range writable(comps) {
+		if _, err := os.Stat(filepath.Join(c.componentsDir(projectID), name, "work")); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func readMeta(dir string) (*podMeta, error) {
@@ -196,30 +216,125 @@ func (c *Cluster) basePath(projectID string) string {
 }
 
 // refreshCode makes the pod's code a fresh checkout of the default branch
-// (empty when the repository has no commit yet). It never runs git in a
-// directory the pod's processes could have written: the new checkout is
-// made beside the old one, then swapped in.
-func (c *Cluster) refreshCode(ctx context.Context, projectID string) error {
+// (empty when the repository has no commit yet), and returns a fresh copy
+// of that same code for each writable component named, ready for
+// placeCopies. It never runs git in a directory the pod's processes could
+// have written: the new checkout is made beside the old one, then swapped
+// in.
+func (c *Cluster) refreshCode(ctx context.Context, projectID string, writable []string) (map[string]string, error) {
 	code := filepath.Join(c.podDir(projectID), "code")
 	if err := os.MkdirAll(code, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	next := filepath.Join(code, ".next-"+rdev.NewID(""))
 	if err := git(ctx, "", "clone", "--quiet", "--shared", "--", c.cfg.RepoPath(projectID), next); err != nil {
 		os.RemoveAll(next)
-		return fmt.Errorf("check out %s: %w", projectID, err)
+		return nil, fmt.Errorf("check out %s: %w", projectID, err)
+	}
+	// next is rdev's alone until it is swapped in.
+	commit, _ := revParse(ctx, next, "HEAD") // "" when there is no commit
+	copies, err := c.copyCode(ctx, projectID, commit, writable)
+	if err != nil {
+		os.RemoveAll(next)
+		return nil, err
 	}
 	base := c.basePath(projectID)
 	old := filepath.Join(code, ".old-"+rdev.NewID(""))
 	if err := os.Rename(base, old); err != nil && !errors.Is(err, os.ErrNotExist) {
 		os.RemoveAll(next)
-		return err
+		removeCopies(copies)
+		return nil, err
 	}
 	if err := os.Rename(next, base); err != nil {
-		return err
+		removeCopies(copies)
+		return nil, err
 	}
 	os.RemoveAll(old)
+	return copies, nil
+}
+
+// componentsDir holds the writable components' copies of the code, each
+// at <name>/work.
+func (c *Cluster) componentsDir(projectID string) string {
+	return filepath.Join(c.podDir(projectID), "components")
+}
+
+// copyCode makes, for each component named, a checkout of commit owned by
+// the sandbox's user, beside the copies in use (placeCopies swaps them in).
+func (c *Cluster) copyCode(ctx context.Context, projectID, commit string, names []string) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	dir := c.componentsDir(projectID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	copies := map[string]string{}
+	for _, name := range names {
+		dst := filepath.Join(dir, ".next-"+rdev.NewID(""))
+		copies[name] = dst
+		err := git(ctx, "", "clone", "--quiet", "--shared", "--no-checkout", "--", c.cfg.RepoPath(projectID), dst)
+		if err == nil && commit != "" {
+			err = git(ctx, dst, "reset", "--quiet", "--hard", commit)
+		}
+		if err == nil {
+			err = c.cfg.User.Own(dst)
+		}
+		if err != nil {
+			removeCopies(copies)
+			return nil, fmt.Errorf("copy the code for component %s: %w", name, err)
+		}
+	}
+	return copies, nil
+}
+
+// placeCopies puts fresh copies of the code (from copyCode) in place of
+// the components' old ones, and removes every other copy: of components
+// gone or no longer writable, and leftovers of an interrupted deploy. The
+// components are stopped.
+func (c *Cluster) placeCopies(projectID string, copies map[string]string) error {
+	dir := c.componentsDir(projectID)
+	keep := map[string]bool{}
+	for _, p := range copies {
+		keep[p] = true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if p := filepath.Join(dir, e.Name()); !keep[p] {
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+		}
+	}
+	for name, src := range copies {
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+			return err
+		}
+		if err := os.Rename(src, filepath.Join(dir, name, "work")); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func removeCopies(copies map[string]string) {
+	for _, p := range copies {
+		os.RemoveAll(p)
+	}
+}
+
+// writable names the components that work in a copy of their own.
+func writable(comps []rdev.Component) []string {
+	var names []string
+	for _, comp := range comps {
+		if comp.Writable {
+			names = append(names, comp.Name)
+		}
+	}
+	return names
 }
 
 // Deploy checks the default branch out afresh into the pod, starts the
@@ -239,7 +354,11 @@ func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
 		}
 	}
 	os.RemoveAll(filepath.Join(dir, "base")) // the code's place before code/base
-	if err := c.refreshCode(ctx, p.ID); err != nil {
+	// One deploy at a time: each swaps the code and the copies in place.
+	c.deploying.Lock()
+	defer c.deploying.Unlock()
+	copies, err := c.refreshCode(ctx, p.ID, writable(p.Components))
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -251,6 +370,10 @@ func (c *Cluster) Deploy(ctx context.Context, p *rdev.Project) error {
 		c.stopComponentsLocked(pd)
 	} else if m, err := readMeta(dir); err == nil {
 		created = m.CreatedAt
+	}
+	if err := c.placeCopies(p.ID, copies); err != nil {
+		removeCopies(copies)
+		return err
 	}
 	meta := podMeta{Name: PodName(p.ID), Labels: cluster.ProjectLabels(p.ID), CreatedAt: created, Components: p.Components,
 		Branch: p.DefaultBranch, Limits: p.Limits}
@@ -284,13 +407,11 @@ func (c *Cluster) startLocked(ctx context.Context, p *pod) error {
 		p.pool = newPool(c, project, p.dir, c.cfg.WarmWorkspaces)
 		go p.pool.fill()
 	}
-	base := c.basePath(project)
 	for _, comp := range p.meta.Components {
-		s := newSupervisor(comp, c.componentStarter(project, comp), c.cfg.Log.With("project", project, "component", comp.Name), c.cfg.Now)
+		s := newSupervisor(comp, c.componentStarter(project, comp, p.sb), c.cfg.Log.With("project", project, "component", comp.Name), c.cfg.Now)
 		p.procs = append(p.procs, s)
 		s.start()
 	}
-	_ = base
 	return nil
 }
 
@@ -309,6 +430,9 @@ func (p *pod) sandboxRunning() bool {
 // startSandbox starts the pod's sandbox: its agent, and the relays of its
 // loopback to rdev's egress socket (the proxy, and rdev's git host).
 func (c *Cluster) startSandbox(ctx context.Context, project string, p *pod) error {
+	if err := os.MkdirAll(c.componentsDir(project), 0o755); err != nil {
+		return err
+	}
 	relays, err := c.startEgress(project, p)
 	if err != nil {
 		return err
@@ -318,6 +442,7 @@ func (c *Cluster) startSandbox(ctx context.Context, project string, p *pod) erro
 		Binds: []sandbox.Bind{
 			{Src: filepath.Join(p.dir, "sessions"), RW: true},
 			{Src: filepath.Join(p.dir, "tmp"), RW: true},
+			{Src: c.componentsDir(project), RW: true},
 			{Src: filepath.Join(p.dir, "code")},
 			{Src: c.cfg.RepoPath(project)},
 		},
