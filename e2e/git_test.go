@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -119,6 +120,35 @@ func TestGitHosting(t *testing.T) {
 		mustGit(t, w, write, "push", "-q", "origin", "main", "main:refs/heads/other", "HEAD:refs/tags/w1")
 		mustGit(t, w, write, "fetch", "-q", "origin")
 		mustGit(t, w, write, "push", "-q", "origin", ":refs/heads/other")
+	})
+
+	t.Run("MalformedObjectsRefused", func(t *testing.T) {
+		// A tree with a ".git" entry: checked out, it would replace the
+		// repository's own metadata (how hooks get planted). git's fsck
+		// calls it an error; rdev's receive-pack checks every object.
+		dir := t.TempDir()
+		mustGit(t, dir, write, "clone", "-q", url, "m")
+		m := filepath.Join(dir, "m")
+		blob := strings.TrimSpace(mustGit(t, m, write, "hash-object", "-w", "--stdin"))
+		raw, err := hex.DecodeString(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("git", "hash-object", "-w", "--literally", "-t", "tree", "--stdin")
+		cmd.Dir, cmd.Env = m, gitEnv()
+		cmd.Stdin = strings.NewReader("100644 .git\x00" + string(raw))
+		tree, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		commit := strings.TrimSpace(mustGit(t, m, write, "commit-tree", "-m", "evil", strings.TrimSpace(string(tree))))
+		out, err := gitAs(t, m, write, "push", "origin", commit+":refs/heads/evil")
+		if err == nil || !strings.Contains(out, "hasDotgit") {
+			t.Fatalf("push of a tree with a .git entry: %v\n%s", err, out)
+		}
+		if out, _ := gitAs(t, m, write, "ls-remote", url, "refs/heads/evil"); strings.TrimSpace(out) != "" {
+			t.Fatalf("the branch was created: %s", out)
+		}
 	})
 
 	t.Run("ReadKeyClonesButCannotPush", func(t *testing.T) {

@@ -7,6 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 //	rdev_egress_requests_total{kind="connect|http|git", outcome="allowed|refused|failed"}
 //	rdev_egress_refused_total{reason_class="loopback|link-local|private|policy|..."}
 //	rdev_egress_tunnels_open
+//	rdev_egress_refusals_unreported_total
 //
 // Each request counts once: allowed when carried, refused when judged
 // out, failed when admitted but not carried (no address, no answer).
@@ -14,6 +15,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	refusals *prometheus.CounterVec
 	tunnels  prometheus.Gauge
+	quiet    prometheus.Counter
 }
 
 // NewMetrics registers the proxy's series with reg; it panics if they are
@@ -29,8 +31,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rdev_egress_tunnels_open", Help: "CONNECT tunnels open through the egress proxy.",
 		}),
+		quiet: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rdev_egress_refusals_unreported_total", Help: "Refusals not written to the audit log: past a sandbox's audit budget.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.refusals, m.tunnels)
+	reg.MustRegister(m.requests, m.refusals, m.tunnels, m.quiet)
 	return m
 }
 
@@ -62,5 +67,11 @@ func (m *Metrics) tunnelOpened() {
 func (m *Metrics) tunnelClosed() {
 	if m != nil {
 		m.tunnels.Dec()
+	}
+}
+
+func (m *Metrics) unreported() {
+	if m != nil {
+		m.quiet.Inc()
 	}
 }

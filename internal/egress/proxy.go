@@ -26,6 +26,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+	"golang.org/x/time/rate"
+
 	"rdev.dev/rdev/internal/rdev"
 )
 
@@ -41,6 +44,10 @@ const (
 	// MaxHeaderBytes bounds a request line (the CONNECT line included) and
 	// its headers.
 	MaxHeaderBytes = 32 << 10
+	// MaxConns bounds the connections Serve holds open for one sandbox
+	// (more wait to be accepted), so that a sandbox cannot spend rdev's
+	// file descriptors.
+	MaxConns = 256
 )
 
 // Sandbox is who a listener speaks for and what it may reach. (The name is
@@ -81,11 +88,21 @@ type Proxy struct {
 	// IdleTimeout ends quiet tunnels; 0: DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	Metrics     *Metrics // nil: none
-	// OnRefuse is called once per refused request, for the audit log, on
-	// the request's goroutine before the answer is written.
+	// OnRefuse is called for refused requests, for the audit log, on the
+	// request's goroutine before the answer is written: for each of a
+	// sandbox's first AuditBurst refusals, then at most AuditRate a
+	// second (a loop of refused requests cannot flood the audit log; the
+	// metrics count every refusal, and those not reported too).
 	OnRefuse func(ctx context.Context, s Sandbox, r Refusal)
 	Log      *slog.Logger // nil: none
 }
+
+// How often a sandbox's refusals are reported to OnRefuse: AuditBurst at
+// once, then AuditRate a second.
+const (
+	AuditBurst            = 20
+	AuditRate  rate.Limit = 1
+)
 
 // Handler serves the connections of one sandbox: CONNECT, absolute-form
 // requests, and origin-form requests for the sandbox's repository. Its
@@ -106,7 +123,7 @@ func (p *Proxy) Serve(ln net.Listener, s Sandbox) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          h.errorLog(),
 	}
-	err := srv.Serve(ln)
+	err := srv.Serve(netutil.LimitListener(ln, MaxConns))
 	srv.Close()
 	h.closeAll()
 	if errors.Is(err, net.ErrClosed) {
@@ -120,6 +137,7 @@ type handler struct {
 	p         *Proxy
 	s         Sandbox
 	policy    policy
+	reports   *rate.Limiter // of OnRefuse
 	log       *slog.Logger
 	self      target // zero when Proxy.Self is empty or unreadable
 	transport *http.Transport
@@ -141,7 +159,7 @@ func (p *Proxy) newHandler(s Sandbox) *handler {
 	if s.TaskID != "" {
 		log = log.With("task", s.TaskID)
 	}
-	h := &handler{p: p, s: s, log: log, conns: map[net.Conn]struct{}{}}
+	h := &handler{p: p, s: s, log: log, conns: map[net.Conn]struct{}{}, reports: rate.NewLimiter(AuditRate, AuditBurst)}
 	var bad []string
 	h.policy, bad = newPolicy(s.Policy)
 	if len(bad) > 0 {
@@ -265,7 +283,11 @@ func (h *handler) dial(ctx context.Context, addrs []netip.Addr, port uint16) (ne
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, kind string, rf Refusal) {
 	h.p.Metrics.refused(kind, rf.Class)
 	if h.p.OnRefuse != nil {
-		h.p.OnRefuse(r.Context(), h.s, rf)
+		if h.reports.Allow() {
+			h.p.OnRefuse(r.Context(), h.s, rf)
+		} else {
+			h.p.Metrics.unreported()
+		}
 	}
 	h.log.DebugContext(r.Context(), "egress refused", "kind", kind, "target", rf.Target, "reason", rf.Reason)
 	plain(w, http.StatusForbidden, rf.Reason)

@@ -1,10 +1,14 @@
 package egress
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -165,5 +169,65 @@ func TestUnresolvedIsBadGateway(t *testing.T) {
 	}
 	if r := e.refusals(); len(r) != 0 {
 		t.Errorf("a failure is no refusal: %+v", r)
+	}
+}
+
+// A sandbox that loops on refused requests cannot flood the audit log:
+// past AuditBurst its refusals reach OnRefuse at most AuditRate a second;
+// the metrics count every one, and those not reported.
+func TestRefusalReportsBounded(t *testing.T) {
+	e := newEnv(t, Sandbox{}, "")
+	const n = 3 * AuditBurst
+	start := time.Now()
+	for range n {
+		if resp, _, _, _ := e.send(t, connectLine("169.254.169.254:80")); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("got %s", resp.Status)
+		}
+	}
+	// The bound grows with the time the loop took, so a slow machine
+	// cannot make this fail.
+	reported := len(e.refusals())
+	most := AuditBurst + int(time.Since(start).Seconds()*float64(AuditRate)) + 1
+	if reported < AuditBurst || reported > most {
+		t.Errorf("%d of %d refusals reported, want between %d and %d", reported, n, AuditBurst, most)
+	}
+	if got := testutil.ToFloat64(e.proxy.Metrics.refusals.WithLabelValues(ClassLinkLocal)); got != n {
+		t.Errorf("refusals counted %v, want %d", got, n)
+	}
+	if got := testutil.ToFloat64(e.proxy.Metrics.quiet); int(got) != n-reported {
+		t.Errorf("unreported refusals counted %v, want %d", got, n-reported)
+	}
+}
+
+// A sandbox cannot spend rdev's file descriptors: past MaxConns open
+// connections, the next waits until one ends.
+func TestServeBoundsConnections(t *testing.T) {
+	e := newEnv(t, Sandbox{}, "")
+	held := make([]net.Conn, MaxConns)
+	for i := range held {
+		held[i] = e.dialProxy(t)
+	}
+	// Every held connection has been accepted once the last one answers a
+	// request; then nothing more is accepted.
+	if _, err := io.WriteString(held[MaxConns-1], connectLine("169.254.169.254:80")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(held[MaxConns-1]), nil)
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("the last held connection: %v %v", resp, err)
+	}
+	extra := e.dialProxy(t)
+	if _, err := io.WriteString(extra, connectLine("169.254.169.254:80")); err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	br := bufio.NewReader(extra)
+	if _, err := br.Peek(1); !isTimeout(err) {
+		t.Fatalf("a connection past MaxConns was served: %v", err)
+	}
+	held[0].Close()
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("once a connection ended: %v %v", resp, err)
 	}
 }

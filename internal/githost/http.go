@@ -67,9 +67,12 @@ func (h *Host) Serve(w http.ResponseWriter, r *http.Request, id, suffix string, 
 	env := append(gitEnv(),
 		"HOME="+filepath.Dir(h.root),
 		// Set on git's command line by environment: a client cannot change
-		// them. Every receive-pack runs rdev's hook.
-		"GIT_CONFIG_COUNT=1",
+		// them. Every receive-pack runs rdev's hook, and checks every object
+		// it receives as git fsck does (a tree with a .git entry, a
+		// malicious .gitmodules, a malformed commit are refused).
+		"GIT_CONFIG_COUNT=2",
 		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+hooks,
+		"GIT_CONFIG_KEY_1=receive.fsckObjects", "GIT_CONFIG_VALUE_1=true",
 		"RDEV_PUSH_POLICY="+policy,
 	)
 	v2 := false

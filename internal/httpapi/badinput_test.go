@@ -39,6 +39,7 @@ func TestBadInput(t *testing.T) {
 		{"ComponentUnknownField", "POST", "/api/v1/projects", `{"id":"a","name":"a","components":[{"name":"x","command":"c","cpu":2}]}`, 400, "BAD_REQUEST", "cpu", "unknown field"},
 		{"ComponentNoCommand", "POST", "/api/v1/projects", `{"id":"a","name":"a","components":[{"name":"x"}]}`, 400, "BAD_REQUEST", "components[0].command", "required"},
 		{"BadEnvName", "POST", "/api/v1/projects", `{"id":"a","name":"a","components":[{"name":"x","command":"c","env":{"1X":"y"}}]}`, 400, "BAD_REQUEST", "components[0].env", "invalid variable name"},
+		{"RdevEnvName", "POST", "/api/v1/projects", `{"id":"a","name":"a","components":[{"name":"x","command":"c","env":{"RDEV_PROJECT":"b"}}]}`, 400, "BAD_REQUEST", "components[0].env", "RDEV_PROJECT: variables named RDEV_* are set by rdev"},
 		{"PatchUnknownField", "PATCH", "/api/v1/projects/web", `{"id":"other"}`, 400, "BAD_REQUEST", "id", "unknown field"},
 		{"PatchBadBranch", "PATCH", "/api/v1/projects/web", `{"default_branch":"-x"}`, 400, "BAD_REQUEST", "default_branch", "-"},
 		{"PatchLongName", "PATCH", "/api/v1/projects/web", `{"name":"` + strings.Repeat("n", 101) + `"}`, 400, "BAD_REQUEST", "name", "100"},

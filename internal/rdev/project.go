@@ -137,6 +137,9 @@ func (c *Component) validate(field string) error {
 		if !envNameRe.MatchString(k) || len(k) > 256 {
 			return Invalid(field+".env", "invalid variable name %q", k)
 		}
+		if ReservedEnv(k) {
+			return Invalid(field+".env", "%s: variables named RDEV_* are set by rdev; use another name", k)
+		}
 		if strings.ContainsRune(v, 0) || len(v) > 32<<10 {
 			return Invalid(field+".env."+k, "value must be at most 32 KiB without NUL")
 		}
@@ -271,3 +274,9 @@ type ProjectFilter struct {
 	IDs []string // nil: all projects; non-nil: only these
 	Page
 }
+
+// ReservedEnv reports whether a variable name is rdev's own (RDEV_*), which
+// rdev sets for the processes it starts — RDEV_SESSION, RDEV_COMMAND,
+// RDEV_PROJECT, RDEV_COMPONENT, RDEV_TASK, … — and which a request or a
+// project's settings may not set.
+func ReservedEnv(name string) bool { return strings.HasPrefix(name, "RDEV_") }

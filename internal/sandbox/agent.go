@@ -64,25 +64,29 @@ func (a *Agent) Run(ctx context.Context) error {
 		go a.relay(rl, r.Socket)
 	}
 	go func() { <-ctx.Done(); ln.Close() }()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		go a.serve(c)
+	err = accept(ln, func(c net.Conn) { go a.serve(c) })
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
 
+// MaxRelayed bounds the connections a relay carries at once: the code of
+// the pod opens them, and each holds file descriptors of the agent's and
+// rdev's. Past it, new ones are closed at once.
+const MaxRelayed = 256
+
 func (a *Agent) relay(ln net.Listener, socket string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
+	slots := make(chan struct{}, MaxRelayed)
+	accept(ln, func(c net.Conn) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.Close()
 			return
 		}
 		go func() {
+			defer func() { <-slots }()
 			up, err := net.DialTimeout("unix", socket, 10*time.Second)
 			if err != nil {
 				a.Log.Warn("relay", "to", socket, "err", err)
@@ -91,6 +95,26 @@ func (a *Agent) relay(ln net.Listener, socket string) {
 			}
 			splice(c, up)
 		}()
+	})
+}
+
+// accept hands ln's connections to handle until ln is closed. Other
+// errors (out of file descriptors, say) are waited out, as net/http's
+// server does, rather than ending the loop.
+func accept(ln net.Listener, handle func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		handle(c)
 	}
 }
 

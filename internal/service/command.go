@@ -52,6 +52,9 @@ func ValidateCommand(r *CommandRequest) (time.Duration, error) {
 		if !envNameOK(k) || strings.ContainsRune(v, 0) {
 			return 0, rdev.Invalid("env", "invalid variable %q", k)
 		}
+		if rdev.ReservedEnv(k) {
+			return 0, rdev.Invalid("env", "%s: variables named RDEV_* are set by rdev; use another name", k)
+		}
 	}
 	if strings.ContainsRune(r.Cwd, 0) || len(r.Cwd) > 4096 {
 		return 0, rdev.Invalid("cwd", "invalid cwd")
