@@ -213,13 +213,17 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 				t.Fatal(w, err)
 			}
 			p, err := e.Cluster.Exec(ctx, cluster.ExecSpec{ProjectID: "ws", SessionID: sid,
-				Argv: []string{"/bin/sh", "-c", "git rev-parse --abbrev-ref HEAD; git rev-parse --abbrev-ref @{upstream}; cat feature.txt; git status --porcelain | wc -l; git remote get-url origin"}})
+				Argv: []string{"/bin/sh", "-c", "git rev-parse --abbrev-ref HEAD; git rev-parse --abbrev-ref @{upstream}; cat feature.txt; git status --porcelain | wc -l; git remote get-url origin; " +
+					// The session owns all of it: it changes files kept from a
+					// ready checkout and rewritten for the branch, and commits.
+					"echo x >> README && echo y >> feature.txt && git add -A && git -c user.name=a -c user.email=a@example.com commit -qm w && echo committed; " +
+					"find . ! -user \"$(id -u)\" | wc -l"}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			out, _ := io.ReadAll(io.MultiReader(p.Stdout(), p.Stderr()))
 			p.Wait()
-			if string(out) != "feature\norigin/feature\nfeature\n0\n"+e.cloneURL("ws")+"\n" {
+			if string(out) != "feature\norigin/feature\nfeature\n0\n"+e.cloneURL("ws")+"\ncommitted\n0\n" {
 				t.Fatalf("workspace %s: %q", sid, out)
 			}
 		}

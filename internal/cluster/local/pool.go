@@ -80,6 +80,9 @@ func (p *pool) fill() {
 		tmp := filepath.Join(p.dir, "filling-"+rdev.NewID(""))
 		err := git(p.ctx, "", "clone", "--quiet", "--shared", "--", p.c.cfg.RepoPath(p.project), tmp)
 		if err == nil {
+			err = p.handOver(tmp)
+		}
+		if err == nil {
 			err = os.Rename(tmp, filepath.Join(p.dir, "ready-"+rdev.NewID("")))
 		}
 		if err != nil {
@@ -97,6 +100,26 @@ func (p *pool) fill() {
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 	}
+}
+
+// handOver gives a new checkout to the sandbox's user ahead of time, all
+// but its top directory and .git: those stay rdev's, so that git (which
+// works only in repositories of its own user) can switch the checkout to
+// a session's branch at take time; the workspace's final hand-over then
+// changes only them and what git rewrote.
+func (p *pool) handOver(dir string) error {
+	if p.c.cfg.User == nil {
+		return nil
+	}
+	if err := p.c.cfg.User.Own(dir); err != nil {
+		return err
+	}
+	for _, d := range []string{dir, filepath.Join(dir, ".git")} {
+		if err := os.Lchown(d, os.Getuid(), os.Getgid()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stop ends filling and waits until the filler has cleaned up after
