@@ -26,7 +26,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 
 	"rdev.dev/rdev/internal/rdev"
@@ -45,7 +44,7 @@ const (
 	// its headers.
 	MaxHeaderBytes = 32 << 10
 	// MaxConns bounds the connections Serve holds open for one sandbox
-	// (more wait to be accepted), so that a sandbox cannot spend rdev's
+	// (more are closed at once), so that a sandbox cannot spend rdev's
 	// file descriptors.
 	MaxConns = 256
 )
@@ -123,7 +122,7 @@ func (p *Proxy) Serve(ln net.Listener, s Sandbox) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          h.errorLog(),
 	}
-	err := srv.Serve(netutil.LimitListener(ln, MaxConns))
+	err := srv.Serve(limitListener(ln, MaxConns))
 	srv.Close()
 	h.closeAll()
 	if errors.Is(err, net.ErrClosed) {
@@ -349,4 +348,52 @@ func (h *handler) closeAll() {
 		c.Close()
 	}
 	h.transport.CloseIdleConnections()
+}
+
+// limitListener hands out at most n open connections of ln at once; a
+// connection past that is closed as soon as it is accepted (waiting for a
+// slot could outlast ln). Unlike x/net's netutil.LimitListener, its
+// connections keep CloseWrite, which net/http needs to close gracefully
+// after an error answer and tunnels need to pass on a half-close.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limited{Listener: ln, slots: make(chan struct{}, n)}
+}
+
+type limited struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limited) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
