@@ -375,7 +375,7 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 			}
 			log.Debug("egress refused", "project", s.ProjectID, "task", s.TaskID, "target", target, "reason", r.Reason)
 			e := &rdev.AuditEntry{At: time.Now().UTC(), KeyID: who, Method: "EGRESS", Route: "refused " + target + ": " + r.Reason,
-				Target: "project/" + s.ProjectID, Status: http.StatusForbidden}
+				Target: "project/" + s.ProjectID, ProjectID: s.ProjectID, Status: http.StatusForbidden}
 			if err := svc.Audit(context.WithoutCancel(ctx), e); err != nil {
 				log.Warn("audit an egress refusal", "err", err)
 			}
@@ -481,7 +481,7 @@ func startReviewWorkers(ctx context.Context, svc *service.Service, reviewer clus
 	return func() {
 		cancel()
 		<-done
-		svc.DeregisterWorker(context.WithoutCancel(ctx), w.ID)
+		svc.DeregisterWorker(context.WithoutCancel(ctx), nil, w.ID)
 	}, nil
 }
 

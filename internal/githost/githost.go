@@ -199,6 +199,23 @@ func (h *Host) ResolveBranch(ctx context.Context, id, branch string) (string, er
 	return "", rdev.ErrBranchNotFound
 }
 
+// SetDefaultBranch points the repository's HEAD (what a clone checks out)
+// at branch, which must exist unless the repository has no branch yet;
+// rdev.ErrBranchNotFound otherwise.
+func (h *Host) SetDefaultBranch(ctx context.Context, id, branch string) error {
+	if _, err := h.ResolveBranch(ctx, id, branch); err != nil {
+		out, ferr := h.run(ctx, h.Path(id), "for-each-ref", "--count=1", "--format=%(refname)", "refs/heads/")
+		if ferr != nil {
+			return ferr
+		}
+		if strings.TrimSpace(out) != "" {
+			return err
+		}
+	}
+	_, err := h.run(ctx, h.Path(id), "symbolic-ref", "HEAD", "refs/heads/"+branch)
+	return err
+}
+
 // ResolveRef returns the commit a branch, tag, full ref or commit id names,
 // or rdev.ErrRefNotFound.
 func (h *Host) ResolveRef(ctx context.Context, id, ref string) (string, error) {

@@ -31,7 +31,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, err, "")
 		return
 	}
-	ks, next, err := s.svc.ListKeys(r.Context(), page)
+	ks, next, err := s.svc.ListKeys(r.Context(), caller(r.Context()), page)
 	if err != nil {
 		s.respondError(w, r, err, "Failed to list keys")
 		return
@@ -42,7 +42,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	setTarget(r, "key/"+id)
-	if err := s.svc.DeleteKey(r.Context(), id); err != nil {
+	if err := s.svc.DeleteKey(r.Context(), caller(r.Context()), id); err != nil {
 		s.respondError(w, r, err, "Failed to delete key")
 		return
 	}
@@ -65,7 +65,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, err, "")
 		return
 	}
-	es, next, err := s.svc.ListAudit(r.Context(), f)
+	es, next, err := s.svc.ListAudit(r.Context(), caller(r.Context()), f)
 	if err != nil {
 		s.respondError(w, r, err, "Failed to list audit entries")
 		return

@@ -81,7 +81,7 @@ func (s *Server) auditGit(r *http.Request, acc githost.Access, id string, ww mid
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
-	e := &rdev.AuditEntry{KeyID: acc.Actor, Method: r.Method, Route: routePattern(r), Target: "project/" + id + "/git",
+	e := &rdev.AuditEntry{KeyID: acc.Actor, Method: r.Method, Route: routePattern(r), Target: "project/" + id + "/git", ProjectID: id,
 		Status: status, RequestID: requestID(r.Context())}
 	if err := s.svc.Audit(ctx, e); err != nil {
 		s.log.ErrorContext(r.Context(), "audit append failed", "request_id", e.RequestID, "err", err)

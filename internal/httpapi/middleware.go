@@ -163,7 +163,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				target = r.URL.Path
 			}
 			e := &rdev.AuditEntry{KeyID: k.ID, Method: r.Method, Route: routePattern(r), Target: target,
-				Status: status, RequestID: requestID(r.Context())}
+				ProjectID: auditProject(r, target), Status: status, RequestID: requestID(r.Context())}
 			actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 			defer cancel()
 			if err := s.svc.Audit(actx, e); err != nil {
@@ -213,4 +213,16 @@ func timeout(d time.Duration) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+// auditProject is the project a request acted on: its route's {id}, or
+// the project it created; "" when it named none.
+func auditProject(r *http.Request, target string) string {
+	if id := chi.URLParam(r, "id"); id != "" && strings.HasPrefix(routePattern(r), "/api/v1/projects/{id}") {
+		return id
+	}
+	if id, ok := strings.CutPrefix(target, "project/"); ok {
+		return id
+	}
+	return ""
 }

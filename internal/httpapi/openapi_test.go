@@ -265,7 +265,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if err := c.AppendTaskLog(ctx, review.ID, wk.ID, "stdout", []byte("ok\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CompleteTask(ctx, review.ID, "wother", client.ReviewResult{Verdict: "passed"}); client.ErrorCode(err) != "LEASE_NOT_HELD" {
+	idle, err := c.RegisterWorker(ctx, client.WorkerRequest{Name: "idle", Kinds: []string{"review"}, Capacity: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CompleteTask(ctx, review.ID, idle.ID, client.ReviewResult{Verdict: "passed"}); client.ErrorCode(err) != "LEASE_NOT_HELD" {
 		t.Fatal(err)
 	}
 	if _, err := c.CompleteTask(ctx, review.ID, wk.ID, map[string]string{"verdict": "maybe"}); client.ErrorCode(err) != "BAD_REQUEST" {
@@ -316,7 +320,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if ts, _, err := c.ListTasks(ctx, client.TaskFilter{Project: "src"}); err != nil || len(ts) < 3 {
 		t.Fatal(ts, err)
 	}
-	if pl, err := c.Pool(ctx); err != nil || pl.WorkersOnline != 1 || pl.Capacity != 2 {
+	if pl, err := c.Pool(ctx); err != nil || pl.WorkersOnline != 2 || pl.Capacity != 3 { // ci and idle
 		t.Fatal(pl, err)
 	}
 	// One round trip per task: complete and claim the next.

@@ -36,7 +36,7 @@ func (s *Server) registerWorker(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getWorker(w http.ResponseWriter, r *http.Request) {
-	wk, err := s.svc.GetWorker(r.Context(), chi.URLParam(r, "wid"))
+	wk, err := s.svc.GetWorker(r.Context(), caller(r.Context()), chi.URLParam(r, "wid"))
 	if err != nil {
 		s.respondError(w, r, err, "Failed to get worker")
 		return
@@ -47,7 +47,7 @@ func (s *Server) getWorker(w http.ResponseWriter, r *http.Request) {
 func (s *Server) workerHeartbeat(w http.ResponseWriter, r *http.Request) {
 	wid := chi.URLParam(r, "wid")
 	setTarget(r, "worker/"+wid)
-	wk, err := s.svc.WorkerHeartbeat(r.Context(), wid)
+	wk, err := s.svc.WorkerHeartbeat(r.Context(), caller(r.Context()), wid)
 	if err != nil {
 		s.respondError(w, r, err, "Failed to record heartbeat")
 		return
@@ -58,7 +58,7 @@ func (s *Server) workerHeartbeat(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deregisterWorker(w http.ResponseWriter, r *http.Request) {
 	wid := chi.URLParam(r, "wid")
 	setTarget(r, "worker/"+wid)
-	if err := s.svc.DeregisterWorker(r.Context(), wid); err != nil {
+	if err := s.svc.DeregisterWorker(r.Context(), caller(r.Context()), wid); err != nil {
 		s.respondError(w, r, err, "Failed to remove worker")
 		return
 	}
@@ -130,7 +130,7 @@ func (s *Server) claimTask(w http.ResponseWriter, r *http.Request) {
 
 // workerAction handles a worker's report on a task: decode the body,
 // call fn, answer 200 with what it returns.
-func workerAction[Req any, Res any](s *Server, failMsg string, fn func(ctx context.Context, tid string, req Req) (Res, error)) http.HandlerFunc {
+func workerAction[Req any, Res any](s *Server, failMsg string, fn func(ctx context.Context, caller *rdev.APIKey, tid string, req Req) (Res, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tid := chi.URLParam(r, "tid")
 		setTarget(r, "task/"+tid)
@@ -139,7 +139,7 @@ func workerAction[Req any, Res any](s *Server, failMsg string, fn func(ctx conte
 			s.respondError(w, r, err, "")
 			return
 		}
-		res, err := fn(r.Context(), tid, req)
+		res, err := fn(r.Context(), caller(r.Context()), tid, req)
 		if err != nil {
 			s.respondError(w, r, err, failMsg)
 			return
@@ -170,7 +170,7 @@ func (s *Server) taskLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if err := s.svc.AppendTaskLog(r.Context(), tid, q.Get("worker_id"), q.Get("stream"), data); err != nil {
+	if err := s.svc.AppendTaskLog(r.Context(), caller(r.Context()), tid, q.Get("worker_id"), q.Get("stream"), data); err != nil {
 		s.respondError(w, r, err, "Failed to append to the task log")
 		return
 	}

@@ -15,6 +15,7 @@ import (
 type taskFixture struct {
 	h              *harness
 	worker         string
+	idle           string // another worker of the same key, holding nothing
 	claimed, other string // a claimed build task; a queued lint task
 }
 
@@ -26,6 +27,10 @@ func newTaskFixture(t testing.TB) *taskFixture {
 	r.want(t, 201, "")
 	json.Unmarshal(r.Data, &w)
 	fx := &taskFixture{h: h, worker: w.ID}
+	r = h.do("POST", "/api/v1/workers", h.admin, map[string]any{"name": "idle", "kinds": []string{"build", "lint"}, "capacity": 1})
+	r.want(t, 201, "")
+	json.Unmarshal(r.Data, &w)
+	fx.idle = w.ID
 	fx.claimNew(t)
 	queueTasks(t, h.store, 1, "lint")
 	ts, _, _ := h.store.ListTasks(context.Background(), rdev.TaskFilter{Kind: "lint"}, rdev.Page{Limit: 1})
@@ -70,16 +75,16 @@ func TestTaskBadInput(t *testing.T) {
 		{"ClaimUnknownWorker", "POST", "/api/v1/tasks/claim", map[string]any{"worker_id": "wnope"}, 400, "BAD_REQUEST", "worker_id"},
 		{"ClaimWaitTooLong", "POST", "/api/v1/tasks/claim", map[string]any{"worker_id": w, "wait": 31}, 400, "BAD_REQUEST", "wait"},
 		{"ClaimUnknownField", "POST", "/api/v1/tasks/claim", `{"worker_id":"` + w + `","kind":"build"}`, 400, "BAD_REQUEST", "kind"},
-		{"CompleteByAnother", "POST", claimed + "/complete", map[string]any{"worker_id": "wother", "result": map[string]any{}}, 409, "LEASE_NOT_HELD", ""},
+		{"CompleteByAnother", "POST", claimed + "/complete", map[string]any{"worker_id": fx.idle, "result": map[string]any{}}, 409, "LEASE_NOT_HELD", ""},
 		{"CompleteQueued", "POST", "/api/v1/tasks/" + fx.other + "/complete", map[string]any{"worker_id": w}, 409, "LEASE_NOT_HELD", ""},
 		{"CompleteNoWorker", "POST", claimed + "/complete", map[string]any{"result": map[string]any{}}, 400, "BAD_REQUEST", "worker_id"},
 		{"CompleteResultNotObject", "POST", claimed + "/complete", `{"worker_id":"` + w + `","result":[1,2]}`, 400, "BAD_REQUEST", "result"},
 		{"CompleteResultTooLarge", "POST", claimed + "/complete", map[string]any{"worker_id": w, "result": map[string]string{"x": strings.Repeat("a", 70<<10)}}, 400, "BAD_REQUEST", "result"},
 		{"CompleteMissingTask", "POST", "/api/v1/tasks/tnope/complete", map[string]any{"worker_id": w}, 404, "NOT_FOUND", ""},
-		{"FailByAnother", "POST", claimed + "/fail", map[string]any{"worker_id": "wother", "error": "x", "retry": true}, 409, "LEASE_NOT_HELD", ""},
+		{"FailByAnother", "POST", claimed + "/fail", map[string]any{"worker_id": fx.idle, "error": "x", "retry": true}, 409, "LEASE_NOT_HELD", ""},
 		{"FailErrorTooLong", "POST", claimed + "/fail", map[string]any{"worker_id": w, "error": strings.Repeat("e", 5000)}, 400, "BAD_REQUEST", "error"},
-		{"HeartbeatByAnother", "POST", claimed + "/heartbeat", map[string]any{"worker_id": "wother"}, 409, "LEASE_NOT_HELD", ""},
-		{"LogByAnother", "POST", claimed + "/log?worker_id=wother&stream=stdout", "text", 409, "LEASE_NOT_HELD", ""},
+		{"HeartbeatByAnother", "POST", claimed + "/heartbeat", map[string]any{"worker_id": fx.idle}, 409, "LEASE_NOT_HELD", ""},
+		{"LogByAnother", "POST", claimed + "/log?worker_id=" + fx.idle + "&stream=stdout", "text", 409, "LEASE_NOT_HELD", ""},
 		{"LogBadStream", "POST", claimed + "/log?worker_id=" + w + "&stream=stdin", "text", 400, "BAD_REQUEST", "stream"},
 		{"CreateReviewByHand", "POST", "/api/v1/tasks", map[string]any{"kind": "review", "project_id": "web"}, 400, "BAD_REQUEST", "kind"},
 		{"CreatePayloadNotObject", "POST", "/api/v1/tasks", `{"kind":"lint","project_id":"web","payload":"x"}`, 400, "BAD_REQUEST", "payload"},
@@ -127,9 +132,15 @@ func TestTaskBadInput(t *testing.T) {
 			t.Errorf("audit entry %q present: %v, want %v", want, seen[want], present)
 		}
 	}
-	// A key with a project allow-list cannot register a worker.
+	// A key with a project allow-list registers a worker of its projects.
 	scoped := h.key([]string{"web"}, rdev.ScopeWorkersExecute)
-	h.do("POST", "/api/v1/workers", scoped, map[string]any{"name": "x", "kinds": []string{"a"}, "capacity": 1}).want(t, 400, "BAD_REQUEST")
+	r := h.do("POST", "/api/v1/workers", scoped, map[string]any{"name": "x", "kinds": []string{"a"}, "capacity": 1})
+	r.want(t, 201, "")
+	var sw rdev.Worker
+	json.Unmarshal(r.Data, &sw)
+	if fmt.Sprint(sw.Projects) != "[web]" || sw.KeyID == "" {
+		t.Fatalf("a restricted key's worker: %+v", sw)
+	}
 }
 
 // FuzzTaskBodies: any body to queue a task, and any result completing one,
@@ -165,7 +176,7 @@ func FuzzTaskBodies(f *testing.F) {
 		}
 		// Completing the claimed task with the fuzzed result, as another
 		// worker first (409, always), then as its owner.
-		body := append(append([]byte(`{"worker_id":"wother","result":`), result...), '}')
+		body := append(append([]byte(`{"worker_id":"`+fx.idle+`","result":`), result...), '}')
 		before = fx.snapshot(t)
 		if r := h.do("POST", "/api/v1/tasks/"+fx.claimed+"/complete", h.admin, body); r.Status != 409 && r.Status != 400 {
 			t.Fatalf("completion by a stranger: %d %s", r.Status, r.Body)

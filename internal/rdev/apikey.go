@@ -70,6 +70,36 @@ func (k *APIKey) AllowsProject(id string) bool {
 	return len(k.Projects) == 0 || slices.Contains(k.Projects, id)
 }
 
+// Unrestricted reports whether k is an admin key with no project
+// allow-list: the one kind of key that may act on anything (another key's
+// workers, every key, the whole audit log).
+func (k *APIKey) Unrestricted() bool {
+	return len(k.Projects) == 0 && slices.Contains(k.Scopes, ScopeAdmin)
+}
+
+// Covers reports whether k may give a new key scopes and projects: each
+// scope one k carries (admin counting for all), and an allow-list inside
+// k's own (a key with an allow-list gives none that is empty).
+func (k *APIKey) Covers(scopes []Scope, projects []string) bool {
+	for _, s := range scopes {
+		if !k.HasScope(s) {
+			return false
+		}
+	}
+	if len(k.Projects) == 0 {
+		return true
+	}
+	if len(projects) == 0 {
+		return false
+	}
+	for _, p := range projects {
+		if !slices.Contains(k.Projects, p) {
+			return false
+		}
+	}
+	return true
+}
+
 // Usable reports whether the key is neither deleted nor expired at now.
 func (k *APIKey) Usable(now time.Time) bool {
 	return k.DeletedAt == nil && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))

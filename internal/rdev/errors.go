@@ -34,6 +34,9 @@ var (
 	// ErrProjectNotAllowed means a key with a project allow-list tried to
 	// create a project outside that list.
 	ErrProjectNotAllowed = errors.New("project is outside the API key's allow-list")
+	// ErrKeyBeyondCaller means a key asked for a key with more than it
+	// has itself.
+	ErrKeyBeyondCaller = errors.New("a new key may carry only scopes of the creating key and, when the creating key has a project allow-list, a non-empty allow-list inside it")
 )
 
 // InvalidError reports bad input. Field names the offending field (JSON

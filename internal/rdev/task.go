@@ -18,6 +18,11 @@ var (
 	ErrLeaseNotHeld = errors.New("the worker does not hold this task's lease")
 	// ErrTaskFinished: the task can no longer be cancelled.
 	ErrTaskFinished = errors.New("task is already finished")
+	// ErrNotYourWorker: the caller's key did not register the worker it
+	// names.
+	ErrNotYourWorker = errors.New("the worker was registered with another API key: act only as a worker registered with this key (POST /api/v1/workers)")
+	// ErrBuiltInWorker: the built-in worker cannot be removed.
+	ErrBuiltInWorker = errors.New("the built-in worker belongs to the server and cannot be deregistered (start the server with --review-workers 0 to run none)")
 )
 
 // Task statuses.
@@ -115,11 +120,18 @@ func (t *Task) Summary() *ReviewSummary {
 
 // Worker is a process that claims tasks: built into the server or external.
 type Worker struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Kinds       []string  `json:"kinds"`
-	Capacity    int       `json:"capacity"`
-	BuiltIn     bool      `json:"built_in"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Kinds    []string `json:"kinds"`
+	Capacity int      `json:"capacity"`
+	BuiltIn  bool     `json:"built_in"`
+	// KeyID is the API key that registered the worker (empty for the
+	// built-in one): only that key, or an unrestricted admin key, may act
+	// as the worker.
+	KeyID string `json:"key_id,omitempty"`
+	// Projects are the only projects whose tasks the worker claims: the
+	// allow-list of the key that registered it (empty: every project).
+	Projects    []string  `json:"projects"`
 	CreatedAt   time.Time `json:"created_at"`
 	HeartbeatAt time.Time `json:"heartbeat_at"`
 	Online      bool      `json:"online"`
@@ -148,6 +160,7 @@ type TaskFilter struct {
 type Claim struct {
 	WorkerID string
 	Kinds    []string
+	Projects []string // empty: every project
 	Now      time.Time
 	Lease    time.Duration
 }

@@ -151,10 +151,15 @@ type CreatedKey struct {
 	Token string `json:"token"`
 }
 
-// CreateKey makes a key on behalf of caller.
+// CreateKey makes a key on behalf of caller, never with more than caller
+// has: its scopes, and its allow-list (a restricted key makes only keys
+// restricted to some of its projects).
 func (s *Service) CreateKey(ctx context.Context, caller *rdev.APIKey, r KeyRequest) (*CreatedKey, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
+	}
+	if !caller.Covers(r.Scopes, r.Projects) {
+		return nil, rdev.ErrKeyBeyondCaller
 	}
 	now := s.clock()
 	id, token := rdev.NewKeyToken()
@@ -173,13 +178,48 @@ func (s *Service) CreateKey(ctx context.Context, caller *rdev.APIKey, r KeyReque
 	return &CreatedKey{APIKey: k, Token: token}, nil
 }
 
-// ListKeys returns a page of keys (never their secrets).
-func (s *Service) ListKeys(ctx context.Context, page rdev.Page) ([]*rdev.APIKey, string, error) {
-	return s.store.ListKeys(ctx, page)
+// ListKeys returns a page of the keys caller may see (never their
+// secrets): every key for an unrestricted key, else the keys whose
+// allow-list lies inside caller's.
+func (s *Service) ListKeys(ctx context.Context, caller *rdev.APIKey, page rdev.Page) ([]*rdev.APIKey, string, error) {
+	if len(caller.Projects) == 0 {
+		return s.store.ListKeys(ctx, page)
+	}
+	// Filtered page by page of the store until this page is full.
+	var out []*rdev.APIKey
+	for {
+		ks, next, err := s.store.ListKeys(ctx, rdev.Page{Limit: page.Limit, Cursor: page.Cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		for i, k := range ks {
+			if !caller.Covers(nil, k.Projects) {
+				continue
+			}
+			out = append(out, k)
+			if len(out) == page.Limit && (i < len(ks)-1 || next != "") {
+				return out, rdev.EncodeCursor(k.CreatedAt, k.ID), nil
+			}
+		}
+		if next == "" {
+			return out, "", nil
+		}
+		page.Cursor = next
+	}
 }
 
-// DeleteKey deletes a key; it stops working at once. rdev.ErrKeyNotFound.
-func (s *Service) DeleteKey(ctx context.Context, id string) error {
+// DeleteKey deletes a key caller may see (nil: the server itself); it
+// stops working at once. rdev.ErrKeyNotFound.
+func (s *Service) DeleteKey(ctx context.Context, caller *rdev.APIKey, id string) error {
+	if caller != nil && len(caller.Projects) > 0 {
+		k, err := s.store.GetKey(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !caller.Covers(nil, k.Projects) {
+			return rdev.ErrKeyNotFound
+		}
+	}
 	err := s.store.DeleteKey(ctx, id, s.clock())
 	s.auth.forget(id)
 	return err
@@ -247,5 +287,5 @@ func (s *Service) ReviewToken(ctx context.Context, projectID string, ttl time.Du
 	if err := s.store.CreateKey(ctx, &k); err != nil {
 		return "", nil, err
 	}
-	return token, func() { s.DeleteKey(context.WithoutCancel(ctx), id) }, nil
+	return token, func() { s.DeleteKey(context.WithoutCancel(ctx), nil, id) }, nil
 }

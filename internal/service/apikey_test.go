@@ -162,7 +162,7 @@ func TestDeletedKeyAcrossReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := a.DeleteKey(ctx, k.ID); err != nil {
+	if err := a.DeleteKey(ctx, nil, k.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Authenticate(ctx, k.Token); !errors.Is(err, rdev.ErrUnauthorized) {

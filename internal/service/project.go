@@ -116,8 +116,23 @@ func (s *Service) PatchProject(ctx context.Context, caller *rdev.APIKey, id stri
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if p.DefaultBranch != cur.DefaultBranch {
+		// The default branch is always protected: naming one that does not
+		// exist would leave the old one unprotected with nothing in its
+		// place. An empty repository may name any branch (its first push
+		// makes it).
+		if err := s.git.SetDefaultBranch(ctx, id, p.DefaultBranch); err != nil {
+			if errors.Is(err, rdev.ErrBranchNotFound) {
+				return nil, rdev.Invalid("default_branch", "the repository has no branch %q: push it first, or name one of its branches", p.DefaultBranch)
+			}
+			return nil, err
+		}
+	}
 	p.UpdatedAt = s.clock()
 	if err := s.store.UpdateProject(ctx, &p); err != nil {
+		if p.DefaultBranch != cur.DefaultBranch {
+			s.git.SetDefaultBranch(context.WithoutCancel(ctx), id, cur.DefaultBranch)
+		}
 		return nil, err
 	}
 	return &p, nil
@@ -157,7 +172,12 @@ func (s *Service) DeleteProject(ctx context.Context, caller *rdev.APIKey, id str
 }
 
 // ListAudit returns a page of audit entries.
-func (s *Service) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.AuditEntry, string, error) {
+func (s *Service) ListAudit(ctx context.Context, caller *rdev.APIKey, f rdev.AuditFilter) ([]*rdev.AuditEntry, string, error) {
+	f.Projects = nil
+	if caller != nil && len(caller.Projects) > 0 {
+		// A restricted key reads only entries of its projects.
+		f.Projects = caller.Projects
+	}
 	return s.store.ListAudit(ctx, f)
 }
 

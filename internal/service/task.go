@@ -148,34 +148,49 @@ func (r *WorkerRequest) Validate() error {
 	return nil
 }
 
-// workersOnly refuses keys with a project allow-list: a worker takes tasks
-// of every project.
-func workersOnly(caller *rdev.APIKey) error {
-	if caller != nil && len(caller.Projects) > 0 {
-		return rdev.Invalid("", "workers take tasks of every project: use an API key without a project allow-list")
-	}
-	return nil
-}
-
-// RegisterWorker records a worker; it is online until its heartbeats stop.
+// RegisterWorker records a worker of caller's key (nil: the server's own);
+// it is online until its heartbeats stop, and claims only tasks of the
+// key's projects.
 func (s *Service) RegisterWorker(ctx context.Context, caller *rdev.APIKey, r WorkerRequest, builtIn bool) (*rdev.Worker, error) {
-	if err := workersOnly(caller); err != nil {
-		return nil, err
-	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	now := s.clock()
 	w := &rdev.Worker{ID: rdev.NewID("w"), Name: r.Name, Kinds: r.Kinds, Capacity: r.Capacity, BuiltIn: builtIn,
-		CreatedAt: now, HeartbeatAt: now, Online: true}
+		Projects: []string{}, CreatedAt: now, HeartbeatAt: now, Online: true}
+	if caller != nil {
+		w.KeyID, w.Projects = caller.ID, caller.Projects
+	}
 	if err := s.store.RegisterWorker(ctx, w); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
+// mayActAs reports whether caller may act as w: the server itself (nil),
+// the key that registered w, or an unrestricted admin key.
+func mayActAs(caller *rdev.APIKey, w *rdev.Worker) bool {
+	return caller == nil || caller.Unrestricted() || w.KeyID != "" && w.KeyID == caller.ID
+}
+
+// actAs returns the worker named id when caller may act as it;
+// rdev.ErrNotYourWorker otherwise.
+func (s *Service) actAs(ctx context.Context, caller *rdev.APIKey, id string) (*rdev.Worker, error) {
+	w, err := s.tasks.workers.get(ctx, s.store, id, s.clock())
+	if err != nil {
+		return nil, err
+	}
+	if !mayActAs(caller, w) {
+		return nil, rdev.ErrNotYourWorker
+	}
+	return w, nil
+}
+
 // WorkerHeartbeat keeps a worker online.
-func (s *Service) WorkerHeartbeat(ctx context.Context, id string) (*rdev.Worker, error) {
+func (s *Service) WorkerHeartbeat(ctx context.Context, caller *rdev.APIKey, id string) (*rdev.Worker, error) {
+	if _, err := s.actAs(ctx, caller, id); err != nil {
+		return nil, err
+	}
 	w, err := s.store.HeartbeatWorker(ctx, id, s.clock())
 	if err != nil {
 		return nil, err
@@ -185,17 +200,29 @@ func (s *Service) WorkerHeartbeat(ctx context.Context, id string) (*rdev.Worker,
 }
 
 // DeregisterWorker removes a worker that stops; tasks it still holds go
-// back to the queue when their leases lapse.
-func (s *Service) DeregisterWorker(ctx context.Context, id string) error {
+// back to the queue when their leases lapse. Only the server removes its
+// built-in worker.
+func (s *Service) DeregisterWorker(ctx context.Context, caller *rdev.APIKey, id string) error {
+	w, err := s.actAs(ctx, caller, id)
+	if err != nil {
+		return err
+	}
+	if w.BuiltIn && caller != nil {
+		return rdev.ErrBuiltInWorker
+	}
 	s.tasks.workers.drop(id)
 	return s.store.DeleteWorker(ctx, id)
 }
 
-// GetWorker returns a worker with its online state.
-func (s *Service) GetWorker(ctx context.Context, id string) (*rdev.Worker, error) {
+// GetWorker returns a worker with its online state; a key with a project
+// allow-list sees only its own workers.
+func (s *Service) GetWorker(ctx context.Context, caller *rdev.APIKey, id string) (*rdev.Worker, error) {
 	w, err := s.store.GetWorker(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if !mayActAs(caller, w) && len(caller.Projects) > 0 {
+		return nil, rdev.ErrWorkerNotFound
 	}
 	w.Online = !w.HeartbeatAt.Before(s.clock().Add(-s.tasks.workerTimeout))
 	return w, nil
@@ -317,16 +344,17 @@ type ClaimRequest struct {
 // polling the store every ClaimPoll for tasks queued elsewhere (or whose
 // backoff ended). nil when none came.
 func (s *Service) Claim(ctx context.Context, caller *rdev.APIKey, r ClaimRequest) (*rdev.Task, error) {
-	w, kinds, err := s.claimer(ctx, r)
+	w, kinds, err := s.claimer(ctx, caller, r)
 	if err != nil {
 		return nil, err
 	}
 	return s.claimWait(ctx, w, kinds, r.Wait)
 }
 
-// claimer checks a claim: the worker exists (and is kept online) and the
-// kinds are among its own (all of them when none are named).
-func (s *Service) claimer(ctx context.Context, r ClaimRequest) (*rdev.Worker, []string, error) {
+// claimer checks a claim: the worker exists (and is kept online), caller
+// may act as it, and the kinds are among its own (all of them when none
+// are named).
+func (s *Service) claimer(ctx context.Context, caller *rdev.APIKey, r ClaimRequest) (*rdev.Worker, []string, error) {
 	if r.WorkerID == "" {
 		return nil, nil, rdev.Invalid("worker_id", "is required")
 	}
@@ -339,6 +367,9 @@ func (s *Service) claimer(ctx context.Context, r ClaimRequest) (*rdev.Worker, []
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if !mayActAs(caller, w) {
+		return nil, nil, rdev.ErrNotYourWorker
 	}
 	kinds := r.Kinds
 	if len(kinds) == 0 {
@@ -369,7 +400,7 @@ func (s *Service) claimWait(ctx context.Context, w *rdev.Worker, kinds []string,
 	deadline := time.Now().Add(time.Duration(wait * float64(time.Second)))
 	for {
 		wake := s.tasks.wake.queuedChan()
-		t, err := s.store.ClaimTask(ctx, rdev.Claim{WorkerID: w.ID, Kinds: kinds, Now: s.clock(), Lease: s.tasks.lease})
+		t, err := s.store.ClaimTask(ctx, rdev.Claim{WorkerID: w.ID, Kinds: kinds, Projects: w.Projects, Now: s.clock(), Lease: s.tasks.lease})
 		if err != nil || t != nil {
 			if t != nil {
 				s.tasks.claimed.Store(t.ID, t.Kind)
@@ -414,9 +445,12 @@ type TaskHeartbeat struct {
 
 // HeartbeatTask extends the worker's lease and says whether the task was
 // cancelled (the worker should stop). rdev.ErrLeaseNotHeld otherwise.
-func (s *Service) HeartbeatTask(ctx context.Context, id string, r TaskWorkerRequest) (*TaskHeartbeat, error) {
+func (s *Service) HeartbeatTask(ctx context.Context, caller *rdev.APIKey, id string, r TaskWorkerRequest) (*TaskHeartbeat, error) {
 	if r.WorkerID == "" {
 		return nil, rdev.Invalid("worker_id", "is required")
+	}
+	if _, err := s.actAs(ctx, caller, r.WorkerID); err != nil {
+		return nil, err
 	}
 	now := s.clock()
 	t, err := s.store.HeartbeatTask(ctx, id, r.WorkerID, now, s.tasks.lease)
@@ -437,9 +471,12 @@ type CompleteRequest struct {
 // result needs a verdict; a passing review with auto_merge is merged into
 // the default branch here, and the result says how (or which paths
 // conflicted, which fails the verdict).
-func (s *Service) CompleteTask(ctx context.Context, id string, r CompleteRequest) (*rdev.Task, error) {
+func (s *Service) CompleteTask(ctx context.Context, caller *rdev.APIKey, id string, r CompleteRequest) (*rdev.Task, error) {
 	if r.WorkerID == "" {
 		return nil, rdev.Invalid("worker_id", "is required")
+	}
+	if _, err := s.actAs(ctx, caller, r.WorkerID); err != nil {
+		return nil, err
 	}
 	if len(r.Result) == 0 {
 		r.Result = json.RawMessage(`{}`)
@@ -508,9 +545,9 @@ type CompleteAndClaimed struct {
 // of a kind rdev does not act on, in one statement), waiting up to r.Wait
 // for one. Next is nil when none came. The completion stands even when the
 // claim fails.
-func (s *Service) CompleteAndClaim(ctx context.Context, id string, r CompleteAndClaimRequest) (*CompleteAndClaimed, error) {
+func (s *Service) CompleteAndClaim(ctx context.Context, caller *rdev.APIKey, id string, r CompleteAndClaimRequest) (*CompleteAndClaimed, error) {
 	claim := ClaimRequest{WorkerID: r.WorkerID, Kinds: r.Kinds, Wait: r.Wait}
-	w, kinds, err := s.claimer(ctx, claim)
+	w, kinds, err := s.claimer(ctx, caller, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -524,14 +561,14 @@ func (s *Service) CompleteAndClaim(ctx context.Context, id string, r CompleteAnd
 	tried := false // whether the store already looked for a next task
 	if kind, ok := s.tasks.claimed.LoadAndDelete(id); ok && kind != rdev.TaskKindReview {
 		done, next, err := s.store.CompleteAndClaim(ctx, id, compactJSON(r.Result),
-			rdev.Claim{WorkerID: w.ID, Kinds: kinds, Now: s.clock(), Lease: s.tasks.lease})
+			rdev.Claim{WorkerID: w.ID, Kinds: kinds, Projects: w.Projects, Now: s.clock(), Lease: s.tasks.lease})
 		if err != nil {
 			return nil, err
 		}
 		s.tasks.wake.logged(id)
 		out.Task, out.Next, tried = done, next, true
 	} else {
-		if out.Task, err = s.CompleteTask(ctx, id, CompleteRequest{WorkerID: r.WorkerID, Result: r.Result}); err != nil {
+		if out.Task, err = s.CompleteTask(ctx, caller, id, CompleteRequest{WorkerID: r.WorkerID, Result: r.Result}); err != nil {
 			return nil, err
 		}
 	}
@@ -593,9 +630,12 @@ type FailRequest struct {
 // FailTask ends the worker's attempt: with retry the task is queued again
 // after an exponential backoff (1 s, 2 s, 4 s, … at most 10 min) until its
 // attempts run out, then dead; without retry it failed.
-func (s *Service) FailTask(ctx context.Context, id string, r FailRequest) (*rdev.Task, error) {
+func (s *Service) FailTask(ctx context.Context, caller *rdev.APIKey, id string, r FailRequest) (*rdev.Task, error) {
 	if r.WorkerID == "" {
 		return nil, rdev.Invalid("worker_id", "is required")
+	}
+	if _, err := s.actAs(ctx, caller, r.WorkerID); err != nil {
+		return nil, err
 	}
 	if len(r.Error) > 4096 || !utf8.ValidString(r.Error) {
 		return nil, rdev.Invalid("error", "must be UTF-8 text of at most 4096 bytes")
@@ -660,9 +700,12 @@ func (s *Service) ReapTasks(ctx context.Context, now time.Time, limit int) ([]*r
 }
 
 // AppendTaskLog adds output of the worker's attempt to the task's log.
-func (s *Service) AppendTaskLog(ctx context.Context, id, workerID, stream string, data []byte) error {
+func (s *Service) AppendTaskLog(ctx context.Context, caller *rdev.APIKey, id, workerID, stream string, data []byte) error {
 	if workerID == "" {
 		return rdev.Invalid("worker_id", "is required")
+	}
+	if _, err := s.actAs(ctx, caller, workerID); err != nil {
+		return err
 	}
 	if stream != rdev.EventStdout && stream != rdev.EventStderr {
 		return rdev.Invalid("stream", "must be stdout or stderr")

@@ -19,7 +19,7 @@ func (l LocalWorkers) Claim(ctx context.Context, workerID string, kinds []string
 
 // HeartbeatTask extends a lease.
 func (l LocalWorkers) HeartbeatTask(ctx context.Context, taskID, workerID string) (bool, error) {
-	hb, err := l.S.HeartbeatTask(ctx, taskID, TaskWorkerRequest{WorkerID: workerID})
+	hb, err := l.S.HeartbeatTask(ctx, nil, taskID, TaskWorkerRequest{WorkerID: workerID})
 	if err != nil {
 		return false, err
 	}
@@ -28,7 +28,7 @@ func (l LocalWorkers) HeartbeatTask(ctx context.Context, taskID, workerID string
 
 // AppendTaskLog adds to a task's log.
 func (l LocalWorkers) AppendTaskLog(ctx context.Context, taskID, workerID, stream string, data []byte) error {
-	return l.S.AppendTaskLog(ctx, taskID, workerID, stream, data)
+	return l.S.AppendTaskLog(ctx, nil, taskID, workerID, stream, data)
 }
 
 // CompleteTask reports a result.
@@ -37,7 +37,7 @@ func (l LocalWorkers) CompleteTask(ctx context.Context, taskID, workerID string,
 	if err != nil {
 		return nil, err
 	}
-	return l.S.CompleteTask(ctx, taskID, CompleteRequest{WorkerID: workerID, Result: raw})
+	return l.S.CompleteTask(ctx, nil, taskID, CompleteRequest{WorkerID: workerID, Result: raw})
 }
 
 // CompleteAndClaim reports a result and claims the next task, waiting up
@@ -47,7 +47,7 @@ func (l LocalWorkers) CompleteAndClaim(ctx context.Context, taskID, workerID str
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := l.S.CompleteAndClaim(ctx, taskID, CompleteAndClaimRequest{WorkerID: workerID, Result: raw, Kinds: kinds,
+	out, err := l.S.CompleteAndClaim(ctx, nil, taskID, CompleteAndClaimRequest{WorkerID: workerID, Result: raw, Kinds: kinds,
 		Wait: min(wait, MaxClaimWait).Seconds()})
 	if err != nil {
 		return nil, nil, err
@@ -57,11 +57,11 @@ func (l LocalWorkers) CompleteAndClaim(ctx context.Context, taskID, workerID str
 
 // FailTask reports a failed attempt.
 func (l LocalWorkers) FailTask(ctx context.Context, taskID, workerID, msg string, retry bool) (*rdev.Task, error) {
-	return l.S.FailTask(ctx, taskID, FailRequest{WorkerID: workerID, Error: msg, Retry: retry})
+	return l.S.FailTask(ctx, nil, taskID, FailRequest{WorkerID: workerID, Error: msg, Retry: retry})
 }
 
 // WorkerHeartbeat keeps a worker online.
 func (l LocalWorkers) WorkerHeartbeat(ctx context.Context, workerID string) error {
-	_, err := l.S.WorkerHeartbeat(ctx, workerID)
+	_, err := l.S.WorkerHeartbeat(ctx, nil, workerID)
 	return err
 }

@@ -12,14 +12,14 @@ import (
 
 // AppendAudit inserts e and sets e.ID.
 func (s *Store) AppendAudit(ctx context.Context, e *rdev.AuditEntry) error {
-	return s.pool.QueryRow(ctx, `INSERT INTO audit_log (at, key_id, method, route, target, status, request_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		e.At, e.KeyID, e.Method, e.Route, e.Target, e.Status, e.RequestID).Scan(&e.ID)
+	return s.pool.QueryRow(ctx, `INSERT INTO audit_log (at, key_id, method, route, target, status, request_id, project_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+		e.At, e.KeyID, e.Method, e.Route, e.Target, e.Status, e.RequestID, e.ProjectID).Scan(&e.ID)
 }
 
 func scanAudit(row pgx.Row) (*rdev.AuditEntry, error) {
 	var e rdev.AuditEntry
-	if err := row.Scan(&e.ID, &e.At, &e.KeyID, &e.Method, &e.Route, &e.Target, &e.Status, &e.RequestID); err != nil {
+	if err := row.Scan(&e.ID, &e.At, &e.KeyID, &e.Method, &e.Route, &e.Target, &e.Status, &e.RequestID, &e.ProjectID); err != nil {
 		return nil, err
 	}
 	e.At = utc(e.At)
@@ -36,6 +36,9 @@ func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.Audi
 	}
 	if f.Target != "" {
 		where = append(where, "target = "+arg(f.Target))
+	}
+	if len(f.Projects) > 0 {
+		where = append(where, "project_id = ANY("+arg(f.Projects)+")")
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "at >= "+arg(f.Since))
@@ -54,7 +57,7 @@ func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.Audi
 		}
 		where = append(where, "id < "+arg(n))
 	}
-	q := `SELECT id, at, key_id, method, route, target, status, request_id FROM audit_log`
+	q := `SELECT id, at, key_id, method, route, target, status, request_id, project_id FROM audit_log`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

@@ -109,8 +109,8 @@ func (s *Store) ListTasks(ctx context.Context, f rdev.TaskFilter, page rdev.Page
 // id = (SELECT … FOR UPDATE SKIP LOCKED) lets concurrent claims pass each
 // other instead of queueing on the same row, and no row gets two owners.
 func (s *Store) ClaimTask(ctx context.Context, c rdev.Claim) (*rdev.Task, error) {
-	return oneTask(ctx, s.pool, `SELECT `+taskCols+` FROM rdev_claim_task($1, $2, $3, $4)`,
-		c.WorkerID, c.Now.Add(c.Lease), c.Now, c.Kinds)
+	return oneTask(ctx, s.pool, `SELECT `+taskCols+` FROM rdev_claim_task($1, $2, $3, $4, $5)`,
+		c.WorkerID, c.Now.Add(c.Lease), c.Now, c.Kinds, allowed(c.Projects))
 }
 
 // held runs an update of a task the worker holds; when it matches no row
@@ -168,8 +168,8 @@ func (s *Store) CompleteAndClaim(ctx context.Context, id string, result json.Raw
 			WHERE id = $3 AND lease_owner = $4 AND status = 'claimed' RETURNING `+taskCols+`)
 		SELECT true, `+taskCols+` FROM done
 		UNION ALL
-		SELECT false, `+taskCols+` FROM rdev_claim_task($4, $5, $2, $6) WHERE (SELECT count(*) FROM done) = 1`,
-		res, c.Now, id, c.WorkerID, c.Now.Add(c.Lease), c.Kinds)
+		SELECT false, `+taskCols+` FROM rdev_claim_task($4, $5, $2, $6, $7) WHERE (SELECT count(*) FROM done) = 1`,
+		res, c.Now, id, c.WorkerID, c.Now.Add(c.Lease), c.Kinds, allowed(c.Projects))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -287,11 +287,11 @@ func (s *Store) ListTaskLog(ctx context.Context, taskID string, after int64, lim
 	return s.listEvents(ctx, "task_events", "task_id", taskID, after, limit)
 }
 
-const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at`
+const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at, key_id, projects`
 
 func scanWorker(row pgx.Row) (*rdev.Worker, error) {
 	var w rdev.Worker
-	if err := row.Scan(&w.ID, &w.Name, &w.Kinds, &w.Capacity, &w.BuiltIn, &w.CreatedAt, &w.HeartbeatAt); err != nil {
+	if err := row.Scan(&w.ID, &w.Name, &w.Kinds, &w.Capacity, &w.BuiltIn, &w.CreatedAt, &w.HeartbeatAt, &w.KeyID, &w.Projects); err != nil {
 		return nil, err
 	}
 	w.CreatedAt, w.HeartbeatAt = utc(w.CreatedAt), utc(w.HeartbeatAt)
@@ -301,8 +301,13 @@ func scanWorker(row pgx.Row) (*rdev.Worker, error) {
 // RegisterWorker inserts a worker.
 func (s *Store) RegisterWorker(ctx context.Context, w *rdev.Worker) error {
 	kinds, _ := json.Marshal(w.Kinds)
-	_, err := s.pool.Exec(ctx, `INSERT INTO workers (`+workerCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		w.ID, w.Name, string(kinds), w.Capacity, w.BuiltIn, w.CreatedAt, w.HeartbeatAt)
+	projects := w.Projects
+	if projects == nil {
+		projects = []string{}
+	}
+	pj, _ := json.Marshal(projects)
+	_, err := s.pool.Exec(ctx, `INSERT INTO workers (`+workerCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		w.ID, w.Name, string(kinds), w.Capacity, w.BuiltIn, w.CreatedAt, w.HeartbeatAt, w.KeyID, string(pj))
 	return err
 }
 
@@ -379,4 +384,13 @@ func (s *Store) LastTaskLogID(ctx context.Context, taskID string) (int64, error)
 	var id int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM task_events WHERE task_id = $1`, taskID).Scan(&id)
 	return id, err
+}
+
+// allowed is a claim's project filter for rdev_claim_task: NULL for every
+// project.
+func allowed(projects []string) []string {
+	if len(projects) == 0 {
+		return nil
+	}
+	return projects
 }

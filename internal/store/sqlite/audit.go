@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -10,9 +11,9 @@ import (
 
 // AppendAudit inserts e and sets e.ID.
 func (s *Store) AppendAudit(ctx context.Context, e *rdev.AuditEntry) error {
-	return s.w.QueryRowContext(ctx, `INSERT INTO audit_log (at, key_id, method, route, target, status, request_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		micros(e.At), e.KeyID, e.Method, e.Route, e.Target, e.Status, e.RequestID).Scan(&e.ID)
+	return s.w.QueryRowContext(ctx, `INSERT INTO audit_log (at, key_id, method, route, target, status, request_id, project_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		micros(e.At), e.KeyID, e.Method, e.Route, e.Target, e.Status, e.RequestID, e.ProjectID).Scan(&e.ID)
 }
 
 // ListAudit returns a page of matching entries, newest first.
@@ -24,6 +25,10 @@ func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.Audi
 	}
 	if f.Target != "" {
 		where, args = append(where, "target = ?"), append(args, f.Target)
+	}
+	if len(f.Projects) > 0 {
+		pj, _ := json.Marshal(f.Projects)
+		where, args = append(where, "project_id IN (SELECT value FROM json_each(?))"), append(args, string(pj))
 	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "at >= ?"), append(args, micros(f.Since))
@@ -42,7 +47,7 @@ func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.Audi
 		}
 		where, args = append(where, "id < ?"), append(args, n)
 	}
-	q := `SELECT id, at, key_id, method, route, target, status, request_id FROM audit_log`
+	q := `SELECT id, at, key_id, method, route, target, status, request_id, project_id FROM audit_log`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -57,7 +62,7 @@ func (s *Store) ListAudit(ctx context.Context, f rdev.AuditFilter) ([]*rdev.Audi
 	for rows.Next() {
 		var e rdev.AuditEntry
 		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.KeyID, &e.Method, &e.Route, &e.Target, &e.Status, &e.RequestID); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.KeyID, &e.Method, &e.Route, &e.Target, &e.Status, &e.RequestID, &e.ProjectID); err != nil {
 			return nil, "", err
 		}
 		e.At = fromMicros(at)

@@ -96,18 +96,32 @@ func (s *Store) ListTasks(ctx context.Context, f rdev.TaskFilter, page rdev.Page
 // ClaimTask gives the oldest runnable task of the kinds to the worker. One
 // statement on the single writer connection: no task gets two owners.
 func (s *Store) ClaimTask(ctx context.Context, c rdev.Claim) (*rdev.Task, error) {
-	kinds, _ := json.Marshal(c.Kinds)
-	t, err := s.one(ctx, s.w, nil, claimQuery, c.WorkerID, micros(c.Now.Add(c.Lease)), micros(c.Now), micros(c.Now), string(kinds))
+	t, err := s.one(ctx, s.w, nil, claimQuery, claimArgs(c)...)
 	if t == nil && err == nil {
 		return nil, nil
 	}
 	return t, err
 }
 
-const claimQuery = `UPDATE tasks SET status = 'claimed', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
-		WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND run_after <= ? AND kind IN (SELECT value FROM json_each(?))
+const claimQuery = `UPDATE tasks SET status = 'claimed', lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1, updated_at = ?3
+		WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND run_after <= ?3 AND kind IN (SELECT value FROM json_each(?4))
+			AND (?5 = '[]' OR project_id IN (SELECT value FROM json_each(?5)))
 			ORDER BY run_after, created_at LIMIT 1)
 		RETURNING ` + taskCols
+
+// claimArgs are claimQuery's arguments.
+func claimArgs(c rdev.Claim) []any {
+	kinds, _ := json.Marshal(c.Kinds)
+	projects, _ := json.Marshal(nonNil(c.Projects))
+	return []any{c.WorkerID, micros(c.Now.Add(c.Lease)), micros(c.Now), string(kinds), string(projects)}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
 
 // held runs an update of a task that the worker holds; when it matches no
 // row it tells why.
@@ -165,8 +179,7 @@ func (s *Store) CompleteAndClaim(ctx context.Context, id string, result json.Raw
 		}
 		return nil, nil, rdev.ErrLeaseNotHeld
 	}
-	kinds, _ := json.Marshal(c.Kinds)
-	next, err := queryAll(ctx, tx, claimQuery, []any{c.WorkerID, micros(c.Now.Add(c.Lease)), micros(c.Now), micros(c.Now), string(kinds)}, scanTask)
+	next, err := queryAll(ctx, tx, claimQuery, claimArgs(c), scanTask)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -257,16 +270,17 @@ func (s *Store) ListTaskLog(ctx context.Context, taskID string, after int64, lim
 	return s.listEvents(ctx, "task_events", "task_id", taskID, after, limit)
 }
 
-const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at`
+const workerCols = `id, name, kinds, capacity, built_in, created_at, heartbeat_at, key_id, projects`
 
 func scanWorker(row scanner) (*rdev.Worker, error) {
 	var w rdev.Worker
-	var kinds string
+	var kinds, projects string
 	var created, beat int64
-	if err := row.Scan(&w.ID, &w.Name, &kinds, &w.Capacity, &w.BuiltIn, &created, &beat); err != nil {
+	if err := row.Scan(&w.ID, &w.Name, &kinds, &w.Capacity, &w.BuiltIn, &created, &beat, &w.KeyID, &projects); err != nil {
 		return nil, err
 	}
 	json.Unmarshal([]byte(kinds), &w.Kinds)
+	json.Unmarshal([]byte(projects), &w.Projects)
 	w.CreatedAt, w.HeartbeatAt = fromMicros(created), fromMicros(beat)
 	return &w, nil
 }
@@ -274,8 +288,9 @@ func scanWorker(row scanner) (*rdev.Worker, error) {
 // RegisterWorker inserts a worker.
 func (s *Store) RegisterWorker(ctx context.Context, w *rdev.Worker) error {
 	kinds, _ := json.Marshal(w.Kinds)
-	_, err := s.w.ExecContext(ctx, `INSERT INTO workers (`+workerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		w.ID, w.Name, string(kinds), w.Capacity, w.BuiltIn, micros(w.CreatedAt), micros(w.HeartbeatAt))
+	projects, _ := json.Marshal(nonNil(w.Projects))
+	_, err := s.w.ExecContext(ctx, `INSERT INTO workers (`+workerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		w.ID, w.Name, string(kinds), w.Capacity, w.BuiltIn, micros(w.CreatedAt), micros(w.HeartbeatAt), w.KeyID, string(projects))
 	return err
 }
 

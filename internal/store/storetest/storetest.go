@@ -336,7 +336,11 @@ func testAudit(t *testing.T, open Opener) {
 	s, c := open(t), ctx(t)
 	for i := range 10 {
 		e := &rdev.AuditEntry{At: t0.Add(time.Duration(i) * time.Minute), KeyID: []string{"ka", "kb"}[i%2],
-			Method: "POST", Route: "/api/v1/projects", Target: fmt.Sprintf("project/p%d", i%3), Status: 201, RequestID: fmt.Sprint("r", i)}
+			Method: "POST", Route: "/api/v1/projects", Target: fmt.Sprintf("project/p%d", i%3), ProjectID: fmt.Sprintf("p%d", i%3),
+			Status: 201, RequestID: fmt.Sprint("r", i)}
+		if i == 9 {
+			e.ProjectID = "" // named no project
+		}
 		must(t, s.AppendAudit(c, e))
 		if e.ID == 0 {
 			t.Fatal("AppendAudit did not set the id")
@@ -364,6 +368,8 @@ func testAudit(t *testing.T, open Opener) {
 		{"ByTime", rdev.AuditFilter{Since: t0.Add(2 * time.Minute), Until: t0.Add(5 * time.Minute)}, "[r4 r3 r2]"},
 		{"Combined", rdev.AuditFilter{KeyID: "ka", Target: "project/p2", Since: t0.Add(time.Minute)}, "[r8 r2]"},
 		{"None", rdev.AuditFilter{KeyID: "kz"}, "[]"},
+		{"ByProjects", rdev.AuditFilter{Projects: []string{"p0", "p1"}}, "[r7 r6 r4 r3 r1 r0]"},
+		{"ByProjectsAndKey", rdev.AuditFilter{Projects: []string{"p0"}, KeyID: "ka"}, "[r6 r0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -380,7 +386,7 @@ func testAudit(t *testing.T, open Opener) {
 		if len(es) != 3 || len(es2) != 2 || next2 != "" || es[0].RequestID != "r8" || es2[0].RequestID != "r2" {
 			t.Fatalf("pages %d, %d", len(es), len(es2))
 		}
-		if !es[0].At.Equal(t0.Add(8*time.Minute)) || es[0].Status != 201 || es[0].Route != "/api/v1/projects" || es[0].Method != "POST" {
+		if !es[0].At.Equal(t0.Add(8*time.Minute)) || es[0].Status != 201 || es[0].Route != "/api/v1/projects" || es[0].Method != "POST" || es[0].ProjectID != "p2" {
 			t.Fatalf("entry fields: %+v", es[0])
 		}
 	})

@@ -277,6 +277,53 @@ func testTasks(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("ClaimOnlyAllowedProjects", func(t *testing.T) {
+		st, c := setup(t), ctx(t)
+		for _, id := range []string{"alpha", "beta", "gamma"} {
+			must(t, st.CreateProject(c, project(id, t0)))
+		}
+		beta, alpha, gamma := newTask("beta", "build", t0, 3), newTask("alpha", "build", t0.Add(time.Second), 3),
+			newTask("gamma", "build", t0.Add(2*time.Second), 3)
+		for _, task := range []*rdev.Task{beta, alpha, gamma} {
+			must(t, st.CreateTask(c, task))
+		}
+		w := &rdev.Worker{ID: "wa", Name: "a", Kinds: []string{"build"}, Capacity: 1, KeyID: "kalpha", Projects: []string{"alpha", "gamma"},
+			CreatedAt: t0, HeartbeatAt: t0}
+		must(t, st.RegisterWorker(c, w))
+		got, err := st.GetWorker(c, "wa")
+		must(t, err)
+		if got.KeyID != "kalpha" || fmt.Sprint(got.Projects) != "[alpha gamma]" {
+			t.Fatalf("worker %+v", got)
+		}
+		at := t0.Add(time.Minute)
+		cl := claim("wa", at, "build")
+		cl.Projects = w.Projects
+		first, err := st.ClaimTask(c, cl)
+		must(t, err)
+		if first == nil || first.ID != alpha.ID {
+			t.Fatalf("claimed %+v, want alpha's task (beta's is older but not allowed)", first)
+		}
+		done, next, err := st.CompleteAndClaim(c, alpha.ID, nil, cl)
+		must(t, err)
+		if done.ID != alpha.ID || next == nil || next.ID != gamma.ID {
+			t.Fatalf("complete-and-claim: %+v then %+v, want gamma's task", done, next)
+		}
+		if none, err := st.ClaimTask(c, cl); err != nil || none != nil {
+			t.Fatalf("a claim with only beta's task queued: %+v %v", none, err)
+		}
+		// No projects: every project.
+		any, err := st.ClaimTask(c, claim("wb", at, "build"))
+		must(t, err)
+		if any == nil || any.ID != beta.ID {
+			t.Fatalf("an unrestricted claim: %+v", any)
+		}
+		builtIn := &rdev.Worker{ID: "wbuilt", Name: "b", Kinds: []string{"review"}, Capacity: 1, BuiltIn: true, CreatedAt: t0, HeartbeatAt: t0}
+		must(t, st.RegisterWorker(c, builtIn))
+		if got, _ := st.GetWorker(c, "wbuilt"); got.KeyID != "" || len(got.Projects) != 0 {
+			t.Fatalf("built-in worker %+v", got)
+		}
+	})
+
 	t.Run("WorkersAndPool", func(t *testing.T) {
 		st, c := setup(t), ctx(t)
 		now := t0.Add(time.Hour)
