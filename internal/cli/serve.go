@@ -70,6 +70,7 @@ type ServeConfig struct {
 	GCInterval      time.Duration
 	GCWindow        time.Duration
 	GCDryRun        bool
+	ImportRoots     []string
 }
 
 func newServe(env Env) *cobra.Command {
@@ -132,6 +133,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.Kube.IngressClass, "ingress-class", "", "class of preview Ingresses (--preview-mode ingress; default: the cluster's default class)")
 	f.StringVar(&c.Kube.ForwardAuthURL, "forward-auth-url", "", "rdev's forward-auth endpoint as the ingress controller reaches it (--preview-mode ingress; default <public-url>/api/v1/preview-auth)")
 	f.StringToStringVar(&c.Kube.IngressAnnotations, "ingress-annotation", nil, "extra annotations of preview Ingresses, KEY=VALUE (repeatable; --preview-mode ingress)")
+	f.StringSliceVar(&c.ImportRoots, "import-root", nil, "directory under which any key that may create projects may import a path on the server (repeatable, or comma-separated; otherwise only unrestricted admin keys import paths)")
 	f.IntVar(&c.GCConcurrency, "gc-concurrency", loop.DefaultGCConcurrency, "how many deletions a resource GC pass runs at once")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	return cmd
@@ -347,7 +349,14 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if gateway != nil {
 		gateway.Key = deriveKey(secret, "egress proxy credentials")
 	}
+	for i, root := range c.ImportRoots {
+		if !filepath.IsAbs(root) {
+			return fmt.Errorf("--import-root %q: must be an absolute path", root)
+		}
+		c.ImportRoots[i] = filepath.Clean(root)
+	}
 	svc = service.New(service.Config{Unconfined: c.Cluster != "kube" && mode == local.SandboxNone, Store: store, Git: git, Cluster: pods, Now: time.Now, Log: log,
+		ImportProxy: &egress.Proxy{Log: log}, ImportRoots: c.ImportRoots,
 		PublicURL: publicURL, PreviewDomain: c.PreviewDomain, OutputLimit: c.OutputLimit, PreviewSecret: secret, TaskLease: c.TaskLease, WorkerTimeout: c.WorkerTimeout})
 	if err := svc.Recover(ctx); err != nil {
 		return fmt.Errorf("recover commands: %w", err)

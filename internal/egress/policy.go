@@ -281,3 +281,14 @@ func (p policy) admitAll(t target, addrs []netip.Addr) *Refusal {
 	}
 	return nil
 }
+
+// NonPublic returns "" when a is a public address, else the class of
+// address it is (loopback, link-local, private, …): what the proxy in mode
+// public refuses. For checks rdev makes on a user's URL before handing it
+// to the proxy, which checks again at every connection.
+func NonPublic(a netip.Addr) string {
+	if r, class := classify(a); r != reachPublic {
+		return class
+	}
+	return ""
+}

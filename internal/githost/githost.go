@@ -107,9 +107,10 @@ func (h *Host) run(ctx context.Context, dir string, args ...string) (string, err
 
 // Stage creates the repository of a new project in a staging directory: an
 // empty repository whose HEAD is defaultBranch, or a bare clone of
-// importFrom with every branch and tag. Commit or Discard the result.
-// Import failures are *rdev.InvalidError for field import_from.
-func (h *Host) Stage(ctx context.Context, id, defaultBranch, importFrom string) (string, error) {
+// importFrom with every branch and tag, through the HTTP proxy via when it
+// is not "". Commit or Discard the result. Import failures are
+// *rdev.InvalidError for field import_from.
+func (h *Host) Stage(ctx context.Context, id, defaultBranch, importFrom, via string) (string, error) {
 	staged, err := os.MkdirTemp(filepath.Join(h.root, ".staging"), id+"-")
 	if err != nil {
 		return "", err
@@ -121,7 +122,14 @@ func (h *Host) Stage(ctx context.Context, id, defaultBranch, importFrom string) 
 		}
 	} else {
 		os.Remove(staged) // git clone wants to create it
-		if _, err := h.run(ctx, filepath.Dir(staged), "clone", "--quiet", "--bare", "--no-local", "--", importFrom, staged); err != nil {
+		args := []string{"clone", "--quiet", "--bare", "--no-local", "--", importFrom, staged}
+		if via != "" {
+			// Every connection through the proxy, none around it; no
+			// protocol but http(s) (no redirect to file:// or ssh).
+			args = append([]string{"-c", "http.proxy=" + via, "-c", "protocol.allow=never", "-c", "protocol.http.allow=always",
+				"-c", "protocol.https.allow=always", "-c", "http.followRedirects=initial"}, args...)
+		}
+		if _, err := h.run(ctx, filepath.Dir(staged), args...); err != nil {
 			os.RemoveAll(staged)
 			h.log.Info("import failed", "project", id, "from", importFrom, "err", err)
 			return "", rdev.Invalid("import_from", "cannot import %s: %s", importFrom, lastLine(err.Error()))

@@ -61,7 +61,7 @@ func mergeRepo(t *testing.T) (*Host, string) {
 	write("b.txt", "edited b\n")
 	sh(t, work, "commit", "-qam", "edit")
 	sh(t, work, "checkout", "-q", "main")
-	staged, err := h.Stage(context.Background(), "web", "main", work)
+	staged, err := h.Stage(context.Background(), "web", "main", work, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,23 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"rdev.dev/rdev/internal/cluster/local"
+	"rdev.dev/rdev/internal/egress"
 	"rdev.dev/rdev/internal/rdev"
 	"rdev.dev/rdev/internal/service"
+	"rdev.dev/rdev/internal/store/sqlite"
 )
 
 // queueFor queues a task of kind for project, created at the given age.
@@ -225,4 +236,126 @@ func TestDefaultBranchMustExist(t *testing.T) {
 	// An empty project may name any branch: its first push makes it.
 	h.do("POST", "/api/v1/projects", h.admin, map[string]any{"id": "empty", "name": "Empty"}).want(t, 201, "")
 	h.do("PATCH", "/api/v1/projects/empty", h.admin, map[string]any{"default_branch": "trunk"}).want(t, 200, "")
+}
+
+// fakeInternet is the import proxy's resolver and dialer in tests: names
+// resolve to the addresses given, and only addresses routed to a loopback
+// server can be dialled; every dial is recorded. Nothing leaves the host.
+type fakeInternet struct {
+	mu     sync.Mutex
+	names  map[string][]string // name → addresses, in turn for each lookup
+	looked map[string]int
+	routes map[string]string // ip:port → loopback address
+	dialed []string
+}
+
+func (f *fakeInternet) lookup(_ context.Context, host string) ([]net.IPAddr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	addrs, ok := f.names[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	a := addrs[min(f.looked[host], len(addrs)-1)]
+	f.looked[host]++
+	return []net.IPAddr{{IP: net.ParseIP(a)}}, nil
+}
+
+func (f *fakeInternet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	f.mu.Lock()
+	f.dialed = append(f.dialed, addr)
+	to, ok := f.routes[addr]
+	f.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("test network: no route to %s", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, to)
+}
+
+func (f *fakeInternet) dials() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.dialed)
+}
+
+// Keys other than an unrestricted admin import only http(s) URLs of public
+// addresses, checked on the resolved addresses before any connection and
+// again at each connection; paths on the server only under --import-root.
+func TestImportConfined(t *testing.T) {
+	// "The internet": a repository served over plain HTTP (git's dumb
+	// protocol) by a loopback server, reached as public.test.
+	repo := makeRepo(t, "dev")
+	served := t.TempDir()
+	for _, args := range [][]string{{"clone", "-q", "--bare", repo, filepath.Join(served, "app.git")}, {"-C", filepath.Join(served, "app.git"), "update-server-info"}} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	web := httptest.NewServer(http.FileServer(http.Dir(served)))
+	defer web.Close()
+	net := &fakeInternet{looked: map[string]int{},
+		names: map[string][]string{"public.test": {"203.0.113.10"}, "internal.test": {"10.0.0.7"}, "meta.test": {"169.254.169.254"},
+			"rebind.test": {"203.0.113.10", "10.0.0.7"}},
+		routes: map[string]string{"203.0.113.10:80": web.Listener.Addr().String()}}
+	root := t.TempDir()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rdev.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := newHarnessConfig(t, st, local.SandboxNone, 0, func(c *service.Config) {
+		c.ImportProxy = &egress.Proxy{LookupIPAddr: net.lookup, Dial: net.dial}
+		c.ImportRoots = []string{root}
+	})
+	writer := h.key(nil, rdev.ScopeProjectsWrite)
+	create := func(token, id, src string) *response {
+		return h.do("POST", "/api/v1/projects", token, map[string]any{"id": id, "name": id, "import_from": src})
+	}
+	for name, src := range map[string]string{
+		"a path on the server":   repo,
+		"a file URL":             "file://" + repo,
+		"loopback":               web.URL + "/app.git",
+		"a private address":      "http://internal.test/app.git",
+		"the metadata address":   "http://meta.test/app.git",
+		"a private literal":      "http://10.0.0.7/app.git",
+		"git protocol":           "git://public.test/app.git",
+		"ssh":                    "ssh://git@public.test/app.git",
+		"scp-like ssh":           "git@public.test:app.git",
+		"a path out of the root": root + "/../" + filepath.Base(filepath.Dir(repo)) + "/" + filepath.Base(repo),
+	} {
+		r := create(writer, "x", src)
+		r.want(t, 403, "FORBIDDEN")
+		if r.Error.Field != "import_from" || !strings.Contains(r.Error.Message, "cannot import") {
+			t.Errorf("%s: %+v", name, r.Error)
+		}
+	}
+	if d := net.dials(); len(d) != 0 {
+		t.Fatalf("refused imports dialled %q", d)
+	}
+	// A public name is imported through the proxy, every branch of it.
+	create(writer, "pub", "http://public.test/app.git").want(t, 201, "")
+	if _, err := h.svc.Git().ResolveBranch(context.Background(), "pub", "dev"); err != nil {
+		t.Fatalf("the imported project lacks dev: %v", err)
+	}
+	// A name that answers a public address to the check and a private one
+	// to the connection is refused at the connection, which is never made.
+	before := len(net.dials())
+	r := create(writer, "rebound", "http://rebind.test/app.git")
+	if r.Status == 201 {
+		t.Fatal("a rebinding name was imported")
+	}
+	for _, d := range net.dials()[before:] {
+		if !strings.HasPrefix(d, "203.0.113.10") {
+			t.Fatalf("dialled %s", d)
+		}
+	}
+	// Under the operator's import root, a path is fine; an unrestricted
+	// admin key imports anything.
+	inRoot := filepath.Join(root, "app")
+	if out, err := exec.Command("git", "clone", "-q", repo, inRoot).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	create(writer, "rooted", inRoot).want(t, 201, "")
+	create(h.admin, "local", repo).want(t, 201, "")
 }

@@ -50,6 +50,13 @@ func newHarnessOn(t testing.TB, st rdev.Store) *harness {
 // newHarnessWith is newHarnessOn with a sandbox mode and output limit.
 func newHarnessWith(t testing.TB, st rdev.Store, sandbox string, outputLimit int64) *harness {
 	t.Helper()
+	return newHarnessConfig(t, st, sandbox, outputLimit, nil)
+}
+
+// newHarnessConfig is newHarnessWith with a last say on the service's
+// configuration.
+func newHarnessConfig(t testing.TB, st rdev.Store, sandbox string, outputLimit int64, edit func(*service.Config)) *harness {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	git, err := githost.New(t.TempDir(), log)
 	if err != nil {
@@ -60,9 +67,13 @@ func newHarnessWith(t testing.TB, st rdev.Store, sandbox string, outputLimit int
 		t.Fatal(err)
 	}
 	t.Cleanup(pods.Close)
-	svc := service.New(service.Config{Store: st, Git: git, Cluster: pods, Now: time.Now, Log: log,
+	cfg := service.Config{Store: st, Git: git, Cluster: pods, Now: time.Now, Log: log,
 		PublicURL: "http://rdev.test:7420", PreviewDomain: "preview.localhost", PreviewSecret: []byte("0123456789abcdef0123456789abcdef"),
-		OutputLimit: outputLimit})
+		OutputLimit: outputLimit}
+	if edit != nil {
+		edit(&cfg)
+	}
+	svc := service.New(cfg)
 	api := httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: prometheus.NewRegistry(), PreviewDomain: "preview.localhost"})
 	h := &harness{t: t, store: st, api: api, svc: svc, pods: pods}
 	h.srv = httptest.NewServer(api)

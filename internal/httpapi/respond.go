@@ -96,8 +96,11 @@ func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error,
 	status, body := http.StatusInternalServerError, errorBody{Code: "INTERNAL_ERROR", Message: internalMsg}
 	var inv *rdev.InvalidError
 	var nosb *rdev.SandboxUnavailableError
+	var forbidden *rdev.ForbiddenError
 	if errors.As(err, &inv) {
 		status, body = http.StatusBadRequest, errorBody{Code: "BAD_REQUEST", Message: inv.Message, Field: inv.Field}
+	} else if errors.As(err, &forbidden) {
+		status, body = http.StatusForbidden, errorBody{Code: "FORBIDDEN", Message: forbidden.Message, Field: forbidden.Field}
 	} else if errors.As(err, &nosb) {
 		status, body = http.StatusServiceUnavailable, errorBody{Code: "SANDBOX_UNAVAILABLE", Message: nosb.Error()}
 	} else {

@@ -39,6 +39,18 @@ var (
 	ErrKeyBeyondCaller = errors.New("a new key may carry only scopes of the creating key and, when the creating key has a project allow-list, a non-empty allow-list inside it")
 )
 
+// ForbiddenError is ErrForbidden with a reason of its own: what the key
+// may not do here, and what would let it.
+type ForbiddenError struct {
+	Field   string
+	Message string
+}
+
+func (e *ForbiddenError) Error() string { return e.Message }
+
+// Is makes errors.Is(err, ErrForbidden) hold.
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
+
 // InvalidError reports bad input. Field names the offending field (JSON
 // name, dotted for nested values) when there is one.
 type InvalidError struct {

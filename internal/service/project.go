@@ -61,7 +61,12 @@ func (s *Service) CreateProject(ctx context.Context, caller *rdev.APIKey, r Proj
 		return nil, rdev.ErrProjectExists
 	}
 	p := r.Project()
-	staged, err := s.git.Stage(ctx, p.ID, p.DefaultBranch, r.ImportFrom)
+	via, stop, err := s.importRoute(ctx, caller, p.ID, r.ImportFrom)
+	if err != nil {
+		return nil, err
+	}
+	staged, err := s.git.Stage(ctx, p.ID, p.DefaultBranch, r.ImportFrom, via)
+	stop()
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"rdev.dev/rdev/internal/cluster"
+	"rdev.dev/rdev/internal/egress"
 	"rdev.dev/rdev/internal/githost"
 	"rdev.dev/rdev/internal/rdev"
 )
@@ -45,6 +46,13 @@ type Config struct {
 	// RetryBackoff is the first retry delay of a failed task, doubled at
 	// each attempt (1 s).
 	RetryBackoff time.Duration
+	// ImportProxy carries the imports of keys other than an unrestricted
+	// admin key (http(s) URLs of public addresses only; see importRoute).
+	// Nil: only unrestricted admin keys import.
+	ImportProxy *egress.Proxy
+	// ImportRoots are directories under which any key that may create
+	// projects may import a path on the server (--import-root).
+	ImportRoots []string
 }
 
 // taskConfig is the task queue's timing.
@@ -82,6 +90,8 @@ type Service struct {
 	auth          *authCache
 	tasks         taskConfig
 	unconfined    bool
+	importProxy   *egress.Proxy
+	importRoots   []string
 }
 
 // New returns a Service.
@@ -91,7 +101,7 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, git: c.Git, cluster: c.Cluster, now: c.Now, log: c.Log, publicURL: strings.TrimRight(c.PublicURL, "/"),
 		previewDomain: c.PreviewDomain, outputLimit: c.OutputLimit, hub: &hub{runs: map[string]*run{}},
-		previewSecret: c.PreviewSecret, unconfined: c.Unconfined,
+		previewSecret: c.PreviewSecret, unconfined: c.Unconfined, importProxy: c.ImportProxy, importRoots: c.ImportRoots,
 		keys: newKeyCache(TouchInterval), previews: newKeyCache(10 * time.Second), auth: &authCache{m: map[string]authEntry{}},
 		tasks: taskConfig{lease: orDefault(c.TaskLease, DefaultTaskLease), workerTimeout: orDefault(c.WorkerTimeout, DefaultWorkerTimeout),
 			poll: orDefault(c.ClaimPoll, DefaultClaimPoll), backoff: orDefault(c.RetryBackoff, DefaultRetryBackoff), wake: newTaskWake(), workers: &workerCache{}, claimed: &sync.Map{}}}
