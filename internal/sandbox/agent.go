@@ -50,7 +50,7 @@ type Agent struct {
 // Run serves until ctx ends or the socket fails.
 func (a *Agent) Run(ctx context.Context) error {
 	os.Remove(a.Socket)
-	ln, err := net.Listen("unix", a.Socket)
+	ln, err := ListenUnix(a.Socket)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,9 @@ func (a *Agent) relay(ln net.Listener, socket string) {
 		}
 		go func() {
 			defer func() { <-slots }()
-			up, err := net.DialTimeout("unix", socket, 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			up, err := DialUnix(ctx, socket)
+			cancel()
 			if err != nil {
 				a.Log.Warn("relay", "to", socket, "err", err)
 				c.Close()

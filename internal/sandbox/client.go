@@ -22,8 +22,7 @@ type Client struct {
 var ErrAgentGone = errors.New("the pod's sandbox is not running")
 
 func (c *Client) open(ctx context.Context, req request) (*bufferedConn, reply, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Socket)
+	conn, err := DialUnix(ctx, c.Socket)
 	if err != nil {
 		return nil, reply{}, fmt.Errorf("%w: %v", ErrAgentGone, err)
 	}

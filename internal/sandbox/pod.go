@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,7 +93,7 @@ func StartPod(ctx context.Context, cfg PodConfig) (*Pod, error) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.Dial("unix", socket)
+		c, err := DialUnix(context.Background(), socket)
 		if err == nil {
 			c.Close()
 			return p, nil

@@ -488,7 +488,7 @@ func (c *Cluster) startEgress(project string, p *pod) ([]sandbox.Relay, error) {
 	}
 	sock := filepath.Join(run, "egress.sock")
 	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	ln, err := sandbox.ListenUnix(sock)
 	if err != nil {
 		return nil, fmt.Errorf("egress socket: %w", err)
 	}

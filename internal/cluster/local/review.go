@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,7 +86,7 @@ func (c *Cluster) RunReview(ctx context.Context, spec cluster.ReviewSpec, stdout
 			return none, err
 		}
 		sock := filepath.Join(sandbox.RunDir(dir), "egress.sock")
-		ln, err := net.Listen("unix", sock)
+		ln, err := sandbox.ListenUnix(sock)
 		if err != nil {
 			return none, err
 		}
