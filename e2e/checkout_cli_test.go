@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -85,4 +87,116 @@ func TestCheckoutCLI(t *testing.T) {
 		t.Fatalf("second checkin: %d %s", code, errOut)
 	}
 	s.stop()
+}
+
+// TestThreeCheckoutsOneProject: three checkouts of one project, each cloned
+// as the printed instructions say (the helper kept in the clone, the URL
+// naming the checkout). Each pushes its own branch with its own token;
+// once one is checked in its clone's pushes are refused naming the
+// checkout, the others still push, and the audit never shows the login key.
+func TestThreeCheckoutsOneProject(t *testing.T) {
+	data := t.TempDir()
+	s := start(t, nil, "--addr", "127.0.0.1:0", "--data", data)
+	admin := readKey(t, filepath.Join(data, "admin.key"))
+	c := s.client(t, admin)
+	ctx := context.Background()
+	if _, err := c.CreateProject(ctx, client.ProjectRequest{ID: "web", Name: "Web", ImportFrom: sourceRepo(t)}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + cfg}
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := cli(t, env, args...)
+		if code != 0 {
+			t.Fatalf("rdev %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	run("login", "--server", s.URL, "--token", admin)
+	// git as a shell would run it, with rdev on the PATH.
+	git := func(dir string, args ...string) (string, error) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = gitEnv("XDG_CONFIG_HOME="+cfg, "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"))
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	type co struct{ id, branch, dir string }
+	var cos []co
+	for _, b := range []string{"agent/a", "agent/b", "agent/c"} {
+		var created struct {
+			ID           string `json:"id"`
+			CloneURL     string `json:"clone_url"`
+			Instructions string `json:"instructions"`
+		}
+		mustDecode(t, run("checkout", "create", "web", "--new-branch", b, "-o", "json"), &created)
+		want := "git clone -c credential.helper= -c 'credential.helper=!rdev git-credential' --branch " + b + " " + created.CloneURL
+		if !strings.Contains(created.Instructions, want) || !strings.Contains(created.CloneURL, created.ID+"@") {
+			t.Fatalf("checkout %s: clone URL %q, instructions:\n%s", b, created.CloneURL, created.Instructions)
+		}
+		dir := t.TempDir()
+		// The printed command, as is.
+		if out, err := git(dir, "clone", "-q", "-c", "credential.helper=", "-c", "credential.helper=!rdev git-credential", "--branch", b, created.CloneURL, "w"); err != nil {
+			t.Fatalf("clone %s: %v\n%s", b, err, out)
+		}
+		cos = append(cos, co{created.ID, b, filepath.Join(dir, "w")})
+	}
+	push := func(x co, n int) (string, error) {
+		os.WriteFile(filepath.Join(x.dir, "n"), []byte(strconv.Itoa(n)), 0o644)
+		git(x.dir, "add", ".")
+		git(x.dir, "commit", "-q", "-m", "change "+strconv.Itoa(n))
+		return git(x.dir, "push", "origin", x.branch)
+	}
+	for i, x := range cos {
+		if out, err := push(x, i); err != nil {
+			t.Fatalf("%s pushes its branch: %v\n%s", x.branch, err, out)
+		}
+		// Its token, not another checkout's nor the login key.
+		other := cos[(i+1)%3].branch
+		if out, err := git(x.dir, "push", "--force", "origin", "HEAD:"+other); err == nil || !strings.Contains(out, "may push only to refs/heads/"+x.branch) {
+			t.Fatalf("%s pushing %s: %v\n%s", x.branch, other, err, out)
+		}
+	}
+	// a is checked in with the CLI (its saved token goes); b through the
+	// API (its token stays saved, and the server refuses it).
+	run("checkout", "checkin", "web", cos[0].id, "--skip-review")
+	if _, err := c.CheckinCheckout(ctx, "web", cos[1].id, client.CheckinRequest{SkipReview: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range cos[:2] {
+		out, err := push(x, 10)
+		if err == nil || !strings.Contains(out, x.id) {
+			t.Fatalf("a push from checked-in %s: %v\n%s", x.id, err, out)
+		}
+		t.Logf("a push from checked-in %s:\n%s", x.id, out)
+	}
+	if out, err := push(cos[2], 11); err != nil {
+		t.Fatalf("the third checkout after the others ended: %v\n%s", err, out)
+	}
+	// A URL that names no checkout, with several checkouts saved: the helper
+	// does not guess (nor fall back to the login key) and says why.
+	out, err := git(t.TempDir(), "clone", "-q", "-c", "credential.helper=", "-c", "credential.helper=!rdev git-credential",
+		"-c", "credential.useHttpPath=true", s.URL+"/git/web.git", "plain")
+	if err == nil || !strings.Contains(out, "several checkouts of this repository are saved here") {
+		t.Fatalf("a clone of the plain URL with several checkouts saved: %v\n%s", err, out)
+	}
+	// Every push recorded is a checkout's.
+	entries, _, err := c.ListAudit(ctx, client.AuditFilter{Target: "project/web/git", ListOptions: client.ListOptions{Limit: 100}})
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("audit: %v %v", entries, err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.KeyID, "checkout/") {
+			t.Errorf("a push audited as %s", e.KeyID)
+		}
+	}
+}
+
+// mustDecode decodes the JSON a command printed, or fails.
+func mustDecode(t *testing.T, out string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%v in:\n%s", err, out)
+	}
 }

@@ -228,11 +228,12 @@ func TestGitHosting(t *testing.T) {
 		}
 		mustGit(t, a, co.Token, "commit", "-q", "--allow-empty", "-m", "too late")
 		out, err := gitAs(t, a, co.Token, "push", "origin", "agent/task-1")
-		if err == nil || !strings.Contains(out, "401") && !strings.Contains(out, "Authentication failed") {
+		// Refused with a message git shows, naming the checkout.
+		if err == nil || !strings.Contains(out, "checkout "+co.ID+" is checked in") {
 			t.Fatalf("push after check-in: %v\n%s", err, out)
 		}
-		if code := httpStatus(t, url+"/info/refs?service=git-upload-pack", co.Token); code != 401 {
-			t.Fatalf("token after check-in: %d, want 401", code)
+		if code := httpStatus(t, url+"/info/refs?service=git-upload-pack", co.Token); code != 403 {
+			t.Fatalf("token after check-in: %d, want 403", code)
 		}
 	})
 
@@ -244,7 +245,7 @@ func TestGitHosting(t *testing.T) {
 		if code := httpStatus(t, url+"/info/refs?service=git-upload-pack", co.Token); code != 200 {
 			t.Fatalf("fresh token: %d", code)
 		}
-		waitFor(t, func() bool { return httpStatus(t, url+"/info/refs?service=git-upload-pack", co.Token) == 401 })
+		waitFor(t, func() bool { return httpStatus(t, url+"/info/refs?service=git-upload-pack", co.Token) == 403 })
 	})
 
 	t.Run("ProtectedPattern", func(t *testing.T) {

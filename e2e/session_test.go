@@ -279,7 +279,7 @@ func testSessionEndToEnd(t *testing.T, sandbox string) {
 			}
 		}
 		// The session's token is refused.
-		if code := httpStatus(t, s.URL+"/git/web.git/info/refs?service=git-upload-pack", sessionToken); code != 401 {
+		if code := httpStatus(t, s.URL+"/git/web.git/info/refs?service=git-upload-pack", sessionToken); code != 403 {
 			t.Fatalf("the session's git token after check-in: %d", code)
 		}
 	})

@@ -180,10 +180,10 @@ func saveCheckoutToken(g *globals, cloneURL, id, token string) error {
 	if err != nil {
 		return err
 	}
-	// One token per repository: the newest checkout's.
+	// One token per checkout: clone URLs name their checkout.
 	kept := []savedToken{{CloneURL: cloneURL, ID: id, Token: token}}
 	for _, t := range ts {
-		if t.CloneURL != cloneURL {
+		if t.ID != id {
 			kept = append(kept, t)
 		}
 	}

@@ -44,7 +44,11 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), TimeoutFast)
 	acc, err := s.svc.GitAccess(ctx, cred, id)
 	cancel()
+	var ended *rdev.EndedCheckoutError
 	switch {
+	case errors.As(err, &ended):
+		gitError(w, http.StatusForbidden, "rdev: "+ended.Error())
+		return
 	case errors.Is(err, rdev.ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Basic realm="rdev"`)
 		gitError(w, http.StatusUnauthorized, "rdev: invalid, expired or revoked credential")

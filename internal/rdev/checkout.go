@@ -103,3 +103,38 @@ type CheckoutStore interface {
 	// at or before now as expired and returns them.
 	ExpireCheckouts(ctx context.Context, now time.Time, limit int) ([]*Checkout, error)
 }
+
+// EndedCheckoutError is ErrUnauthorized for the token of a checkout that
+// has ended: it names the checkout and how it ended.
+type EndedCheckoutError struct {
+	ID     string
+	Status CheckoutStatus
+}
+
+func (e *EndedCheckoutError) Error() string {
+	how := string(e.Status)
+	switch {
+	case e.Status == CheckoutCheckedIn:
+		how = "checked in"
+	case e.Status == CheckoutActive:
+		how = "expired"
+	}
+	return "checkout " + e.ID + " is " + how + ": its token no longer works (check out again: rdev checkout create)"
+}
+
+// Is makes errors.Is(err, ErrUnauthorized) hold.
+func (e *EndedCheckoutError) Is(target error) bool { return target == ErrUnauthorized }
+
+// IsCheckoutID reports whether s has the form of a checkout id.
+func IsCheckoutID(s string) bool {
+	rest, ok := strings.CutPrefix(s, "c")
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -130,18 +130,23 @@ func (s *Service) CreateCheckout(ctx context.Context, caller *rdev.APIKey, proje
 
 // created completes a new checkout's answer; checkin says how to end it.
 func (s *Service) created(c *rdev.Checkout, token, checkin string) *CreatedCheckout {
-	clone := s.publicURL + "/git/" + c.ProjectID + ".git"
-	auth := clone
+	// The clone URL names the checkout (as its user name), so that git
+	// asks the credential helper for exactly this checkout's token, and
+	// clones of several checkouts of one project never share one.
+	clone, auth := s.publicURL+"/git/"+c.ProjectID+".git", ""
 	if u, err := url.Parse(clone); err == nil {
-		u.User = url.UserPassword("x-rdev-token", token)
+		u.User = url.User(c.ID)
+		clone = u.String()
+		u.User = url.UserPassword(c.ID, token)
 		auth = u.String()
 	}
 	instr := fmt.Sprintf(`Branch %[1]s of %[2]s is checked out to you until %[3]s. This token may clone the project and push to %[1]s only.
 
-Clone it with the rdev credential helper, which keeps the token out of argv and .git/config:
-  export RDEV_GIT_TOKEN=<the token>
-  git -c credential.helper= -c 'credential.helper=!rdev git-credential' clone --branch %[1]s %[4]s
-  git -C %[2]s config credential.helper '!rdev git-credential'
+Clone it with the rdev credential helper, which keeps the token out of argv and .git/config
+(rdev checkout create saved the token for it; on another machine, export RDEV_GIT_TOKEN=<the token>):
+  git clone -c credential.helper= -c 'credential.helper=!rdev git-credential' --branch %[1]s %[4]s
+The clone keeps the helper for its fetches and pushes; the URL names this checkout, so the helper
+answers with its token and no other.
 Without the rdev CLI, auth_clone_url works too, but git then keeps the token in .git/config.
 
 Check in when done: %[5]s.`,
@@ -253,8 +258,11 @@ func (s *Service) GitAccess(ctx context.Context, credential, projectID string) (
 			return githost.Access{}, err
 		}
 		// No cache here: a check-in must stop the token at once.
-		if !rdev.TokenMatches(credential, c.TokenHash) || !c.Usable(s.clock()) {
+		if !rdev.TokenMatches(credential, c.TokenHash) {
 			return githost.Access{}, rdev.ErrUnauthorized
+		}
+		if !c.Usable(s.clock()) {
+			return githost.Access{}, &rdev.EndedCheckoutError{ID: c.ID, Status: c.Status}
 		}
 		if c.ProjectID != projectID {
 			return githost.Access{}, rdev.ErrProjectNotFound
