@@ -39,11 +39,22 @@ func TestIngressPreviewsEndToEnd(t *testing.T) {
 		ing.Annotations[kube.NginxAuthURL] != s.URL+"/api/v1/preview-auth" || ing.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" {
 		t.Fatalf("preview ingress: %+v", ing)
 	}
-	// What ingress-nginx asks for each request to the preview.
+	// What ingress-nginx asks for each request to the preview: a signed
+	// link's token is let through, an API key never (the app would get it).
+	link, err := c.CreatePreviewLink(ctx, "web", sess.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	linkURL, err := url.Parse(link.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	auth := func(token string) int {
 		req, _ := http.NewRequest("GET", ing.Annotations[kube.NginxAuthURL], nil)
 		req.Header.Set("X-Original-URL", "https://"+host+"/index.html")
-		if token != "" {
+		if token == "link" {
+			req.Header.Set("X-Original-URL", "https://"+host+"/index.html?"+linkURL.RawQuery)
+		} else if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		resp, err := http.DefaultClient.Do(req)
@@ -53,7 +64,10 @@ func TestIngressPreviewsEndToEnd(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if got := auth(admin); got != 200 {
+	if got := auth("link"); got != 200 {
+		t.Fatalf("forward auth with a signed link: %d", got)
+	}
+	if got := auth(admin); got != 401 {
 		t.Fatalf("forward auth with the admin key: %d", got)
 	}
 	if got := auth(""); got != 401 {
@@ -68,7 +82,7 @@ func TestIngressPreviewsEndToEnd(t *testing.T) {
 	if _, err := kc.CoreV1().Services("rdev").Get(ctx, "rdev-preview-"+sess.ID, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the preview service after check-in: %v", err)
 	}
-	if got := auth(admin); got != 404 {
+	if got := auth("link"); got != 404 {
 		t.Fatalf("forward auth after check-in: %d", got)
 	}
 	s.stop()

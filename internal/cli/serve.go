@@ -71,6 +71,7 @@ type ServeConfig struct {
 	GCWindow        time.Duration
 	GCDryRun        bool
 	ImportRoots     []string
+	PreviewPathForm bool
 }
 
 func newServe(env Env) *cobra.Command {
@@ -104,6 +105,7 @@ environment twin (--addr: RDEV_ADDR, …); a flag given on the command line wins
 	f.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.PublicURL, "public-url", "", "base of the clone URLs rdev hands out (default http://<addr>)")
 	f.StringVar(&c.PreviewDomain, "preview-domain", "preview.localhost", "domain of session preview hosts (<session>.<domain>)")
+	f.BoolVar(&c.PreviewPathForm, "preview-path-form", false, "also serve previews at <public-url>/preview/<session>/: a preview's script then shares rdev's origin (see docs/api.md)")
 	f.Int64Var(&c.OutputLimit, "command-output-limit", 64<<20, "bytes of output kept per command; past it the oldest output is dropped")
 	f.StringVar(&c.Sandbox, "sandbox", "auto", "confine project code in bubblewrap: auto (refuse to start project code when bubblewrap is not usable), bwrap (refuse to start rdev without it) or none (unconfined: trust every agent)")
 	f.StringVar(&c.LimitMemory, "limit-memory", "2GiB", "memory of each sandbox (a project's pod, a review) unless the project sets limits.memory")
@@ -349,6 +351,9 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 	if gateway != nil {
 		gateway.Key = deriveKey(secret, "egress proxy credentials")
 	}
+	if c.PreviewDomain == "" && !c.PreviewPathForm {
+		return errors.New("--preview-domain is empty: previews live at <session>.<domain>; name a domain (the default, preview.localhost, works on this machine), or pass --preview-path-form")
+	}
 	for i, root := range c.ImportRoots {
 		if !filepath.IsAbs(root) {
 			return fmt.Errorf("--import-root %q: must be an absolute path", root)
@@ -371,7 +376,8 @@ func Serve(ctx context.Context, c ServeConfig, env Env) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api = httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true, PreviewDomain: c.PreviewDomain})
+	api = httpapi.New(httpapi.Config{Service: svc, Log: log, Registry: reg, LogRequests: true, PreviewDomain: c.PreviewDomain,
+		PreviewPathForm: c.PreviewPathForm})
 	proxy = &egress.Proxy{Self: hostPort(publicURL), Metrics: egress.NewMetrics(reg), Log: log,
 		OnRefuse: func(ctx context.Context, s egress.Sandbox, r egress.Refusal) {
 			who := "pod:" + s.ProjectID

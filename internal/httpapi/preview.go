@@ -39,6 +39,11 @@ func (s *Server) previewSession(r *http.Request) string {
 // servePathPreview serves the path form /preview/<session>/….
 func (s *Server) servePathPreview(w http.ResponseWriter, r *http.Request) {
 	sid := chi.URLParam(r, "sid")
+	if !s.pathPreviews {
+		previewError(w, http.StatusNotFound, "rdev: path-form previews are off on this server (a preview's script would share rdev's origin): "+
+			"open the preview at its own host, "+sid+"."+s.previewDomain+", or start rdev with --preview-path-form")
+		return
+	}
 	s.servePreview(w, r, sid, "/preview/"+sid)
 }
 
@@ -216,8 +221,7 @@ func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
 		previewError(w, http.StatusNotFound, "rdev: neither X-Forwarded-Host nor X-Original-URL names a session preview (<session>."+s.previewDomain+")")
 		return
 	}
-	sess, err := s.svc.PreviewTarget(r.Context(), sid)
-	if err != nil {
+	if _, err := s.svc.PreviewTarget(r.Context(), sid); err != nil {
 		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid+": it does not exist or has ended")
 		return
 	}
@@ -235,19 +239,8 @@ func (s *Server) previewAuth(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	tok, ok := bearer(r)
-	if !ok {
-		previewError(w, http.StatusUnauthorized, "rdev: this preview is private")
-		return
-	}
-	switch err := s.svc.AuthorizePreviewKey(r.Context(), tok, sess); {
-	case err == nil:
-		w.WriteHeader(http.StatusOK)
-	case errors.Is(err, rdev.ErrUnauthorized):
-		previewError(w, http.StatusUnauthorized, "rdev: invalid API key")
-	case errors.Is(err, rdev.ErrForbidden):
-		previewError(w, http.StatusForbidden, "rdev: this API key may not read sessions")
-	default:
-		previewError(w, http.StatusNotFound, "rdev: no preview for session "+sid)
-	}
+	// Never an API key: the ingress passes the request on as it came, so
+	// a key sent to the preview would reach the app.
+	previewError(w, http.StatusUnauthorized, "rdev: this preview is private: open a signed link (rdev preview SESSION, or POST …/preview-links), "+
+		"or send its token as the "+previewCookie+" cookie; API keys are not accepted here, since the app would receive them")
 }

@@ -2,13 +2,18 @@ package httpapi_test
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rdev.dev/rdev/internal/httpapi"
 	"rdev.dev/rdev/internal/rdev"
 )
 
@@ -58,10 +63,26 @@ func TestPreview(t *testing.T) {
 			t.Fatalf("%d %q", resp.StatusCode, body)
 		}
 	})
-	t.Run("PathFormWithKey", func(t *testing.T) {
+	t.Run("PathFormOffByDefault", func(t *testing.T) {
 		resp, body := get("/preview/"+sid+"/README", "", h.admin, "")
-		if resp.StatusCode != 200 || body != "hello\n" {
+		if resp.StatusCode != 404 || !strings.Contains(body, "--preview-path-form") || !strings.Contains(body, host) {
 			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("PathFormWhenTurnedOn", func(t *testing.T) {
+		on := httptest.NewServer(httpapi.New(httpapi.Config{Service: h.svc, Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
+			PreviewDomain: "preview.localhost", PreviewPathForm: true}))
+		defer on.Close()
+		req, _ := http.NewRequest("GET", on.URL+"/preview/"+sid+"/README", nil)
+		req.Header.Set("Authorization", "Bearer "+h.admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "hello\n" {
+			t.Fatalf("%d %q", resp.StatusCode, b)
 		}
 	})
 	t.Run("Private", func(t *testing.T) {
@@ -136,15 +157,16 @@ func TestPreview(t *testing.T) {
 			hdr  map[string]string
 			want int
 		}{
-			"Nothing":    {map[string]string{}, 401},
-			"Key":        {map[string]string{"Authorization": "Bearer " + h.admin}, 200},
-			"WrongScope": {map[string]string{"Authorization": "Bearer " + h.key(nil, rdev.ScopeWorkersRead)}, 403},
+			"Nothing": {map[string]string{}, 401},
+			// Never an API key: the app behind the ingress would receive it.
+			"Key":        {map[string]string{"Authorization": "Bearer " + h.admin}, 401},
+			"WrongScope": {map[string]string{"Authorization": "Bearer " + h.key(nil, rdev.ScopeWorkersRead)}, 401},
 			"Cookie":     {map[string]string{"Cookie": "rdev_preview=" + cookie.Value}, 200},
 			"Link":       {map[string]string{"X-Forwarded-Uri": "/" + tok}, 200},
 			"BadLink":    {map[string]string{"X-Forwarded-Uri": "/?rdev_preview_token=1.x"}, 401},
 			"OtherHost":  {map[string]string{"X-Forwarded-Host": "snosuch.preview.localhost", "Authorization": "Bearer " + h.admin}, 404},
 			// As ingress-nginx asks: the original URL in one header.
-			"NginxKey":       {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/app", "Authorization": "Bearer " + h.admin}, 200},
+			"NginxKey":       {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/app", "Authorization": "Bearer " + h.admin}, 401},
 			"NginxNothing":   {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/app"}, 401},
 			"NginxLink":      {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://" + host + "/" + tok}, 200},
 			"NginxOtherHost": {map[string]string{"X-Forwarded-Host": "", "X-Original-URL": "https://snosuch.preview.localhost/", "Authorization": "Bearer " + h.admin}, 404},

@@ -27,6 +27,7 @@ type Server struct {
 	router        chi.Router
 	logRequests   bool
 	previewDomain string
+	pathPreviews  bool
 	// previewTransport is shared by every preview, so that connections to
 	// a session's app are reused.
 	previewTransport *http.Transport
@@ -42,12 +43,15 @@ type Config struct {
 	// PreviewDomain: requests for <session>.<PreviewDomain> go to that
 	// session's preview.
 	PreviewDomain string
+	// PreviewPathForm serves previews at /preview/<session>/ too. Off by
+	// default: a preview's script would then share rdev's origin.
+	PreviewPathForm bool
 }
 
 // New builds the handler.
 func New(c Config) *Server {
 	s := &Server{svc: c.Service, log: c.Log, metrics: newMetrics(c.Registry), logRequests: c.LogRequests,
-		previewDomain: strings.ToLower(strings.Trim(c.PreviewDomain, ".")), previewTransport: newPreviewTransport(c.Service)}
+		previewDomain: strings.ToLower(strings.Trim(c.PreviewDomain, ".")), pathPreviews: c.PreviewPathForm, previewTransport: newPreviewTransport(c.Service)}
 	s.router = s.routes(c.Registry)
 	return s
 }
