@@ -29,11 +29,7 @@ func TestCheckoutCLI(t *testing.T) {
 	env := []string{"XDG_CONFIG_HOME=" + cfg}
 	run := func(args ...string) string {
 		t.Helper()
-		out, errOut, code := cli(t, env, args...)
-		if code != 0 {
-			t.Fatalf("rdev %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
+		return cliOK(t, env, args...)
 	}
 	run("login", "--server", s.URL, "--token", admin)
 	out := run("checkout", "create", "web", "--new-branch", "agent/cli", "--slug", "cli")
@@ -107,11 +103,7 @@ func TestThreeCheckoutsOneProject(t *testing.T) {
 	env := []string{"XDG_CONFIG_HOME=" + cfg}
 	run := func(args ...string) string {
 		t.Helper()
-		out, errOut, code := cli(t, env, args...)
-		if code != 0 {
-			t.Fatalf("rdev %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
+		return cliOK(t, env, args...)
 	}
 	run("login", "--server", s.URL, "--token", admin)
 	// git as a shell would run it, with rdev on the PATH.

@@ -18,11 +18,7 @@ func TestCLI(t *testing.T) {
 
 	run := func(args ...string) string {
 		t.Helper()
-		out, errOut, code := cli(t, env, args...)
-		if code != 0 {
-			t.Fatalf("rdev %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
+		return cliOK(t, env, args...)
 	}
 
 	t.Run("LoginRefusesBadKey", func(t *testing.T) {

@@ -150,6 +150,17 @@ func (s *server) client(t *testing.T, token string) *client.Client {
 	return client.New(s.URL, token).WithHTTPClient(&http.Client{Transport: v.Transport(t, nil), Timeout: time.Minute})
 }
 
+// cliOK runs the CLI as cli does and returns its stdout, failing the test
+// when it exits non-zero.
+func cliOK(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, errOut, code := cli(t, env, args...)
+	if code != 0 {
+		t.Fatalf("rdev %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
 // cli runs the rdev binary as a client.
 func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func shortPath(path string, use func(string) error) error {
 	defer dir.Close()
 	short := "/proc/self/fd/" + strconv.Itoa(int(dir.Fd())) + "/" + filepath.Base(path)
 	if len(short) > maxSocketPath {
-		return &net.OpError{Op: "listen", Net: "unix", Err: os.ErrInvalid}
+		return fmt.Errorf("unix socket %s: its name is too long even through /proc/self/fd", path)
 	}
 	return use(short)
 }

@@ -30,18 +30,8 @@ func TestComponentCode(t *testing.T) {
 func componentCode(t *testing.T, mode string) {
 	ctx := context.Background()
 	repos, dir := t.TempDir(), t.TempDir()
-	c, err := local.New(local.Config{Dir: dir, RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
-		CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(testLogOut(), nil)), Executable: testExecutable(t), Sandbox: mode, User: testUser(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	src, bare := t.TempDir(), filepath.Join(repos, "web.git")
-	run(t, src, "init", "-q", "-b", "main")
-	os.WriteFile(filepath.Join(src, "README"), []byte("hi\n"), 0o644)
-	run(t, src, "add", ".")
-	run(t, src, "commit", "-q", "-m", "first")
-	run(t, "", "clone", "-q", "--bare", src, bare)
+	c, src := newWebCluster(t, local.Config{Dir: dir, Sandbox: mode}, repos)
+	bare := filepath.Join(repos, "web.git")
 
 	pod := filepath.Join(dir, "web")
 	base := filepath.Join(pod, "code", "base")
@@ -202,4 +192,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// newWebCluster is a local cluster of cfg (Dir, Sandbox, Egress as given;
+// the rest the tests' own) whose repositories live in repos, holding
+// project web's: a bare clone of webSource, also returned.
+func newWebCluster(t *testing.T, cfg local.Config, repos string) (*local.Cluster, string) {
+	t.Helper()
+	cfg.RepoPath = func(id string) string { return filepath.Join(repos, id+".git") }
+	cfg.CredentialHelper, cfg.Executable, cfg.User = "!true", testExecutable(t), testUser(t)
+	cfg.Log = slog.New(slog.NewTextHandler(testLogOut(), nil))
+	c, err := local.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	src := webSource(t)
+	run(t, "", "clone", "-q", "--bare", src, filepath.Join(repos, "web.git"))
+	return c, src
+}
+
+// webSource is a repository with one commit on main: README "hi".
+func webSource(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	run(t, src, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(src, "README"), []byte("hi\n"), 0o644)
+	run(t, src, "add", ".")
+	run(t, src, "commit", "-q", "-m", "first")
+	return src
 }

@@ -3,9 +3,7 @@ package local_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -32,19 +30,8 @@ func TestDeepDataDirectory(t *testing.T) {
 			c.Close()
 		}
 	}
-	c, err := local.New(local.Config{Dir: filepath.Join(deep, "pods"), RepoPath: func(id string) string { return filepath.Join(repos, id+".git") },
-		CredentialHelper: "!true", Log: slog.New(slog.NewTextHandler(testLogOut(), nil)), Executable: testExecutable(t),
-		Sandbox: local.SandboxBwrap, User: testUser(t), Egress: egress})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	src, bare := t.TempDir(), filepath.Join(repos, "web.git")
-	run(t, src, "init", "-q", "-b", "main")
-	os.WriteFile(filepath.Join(src, "README"), []byte("hi\n"), 0o644)
-	run(t, src, "add", ".")
-	run(t, src, "commit", "-q", "-m", "first")
-	run(t, "", "clone", "-q", "--bare", src, bare)
+	c, _ := newWebCluster(t, local.Config{Dir: filepath.Join(deep, "pods"), Sandbox: local.SandboxBwrap, Egress: egress}, repos)
+	bare := filepath.Join(repos, "web.git")
 	p := &rdev.Project{ID: "web", Name: "web", DefaultBranch: "main"}
 	p.Normalize()
 	if err := c.Deploy(ctx, p); err != nil {
