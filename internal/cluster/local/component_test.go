@@ -38,11 +38,14 @@ func componentCode(t *testing.T, mode string) {
 	comps := filepath.Join(pod, "components")
 	work := func(name string) string { return filepath.Join(comps, name, "work") }
 	sandboxed := mode == local.SandboxBwrap
-	env := map[string]string{"BASE": base, "COMPS": comps, "RW": work("rw")}
+	// RDEV_PROJECT as a project stored before such names were refused
+	// might hold it: rdev's own value wins.
+	env := map[string]string{"BASE": base, "COMPS": comps, "RW": work("rw"), "RDEV_PROJECT": "forged"}
 	if sandboxed {
 		env["SANDBOXED"] = "1" // the other copies are hidden only in a sandbox
 	}
 	ro := rdev.Component{Name: "ro", Env: env, Command: `[ "$(pwd -P)" = "$BASE" ] || exit 8; [ "$HOME" = "$BASE" ] || exit 9
+		[ "$RDEV_PROJECT" = web ] || exit 13
 		[ -n "$SANDBOXED" ] && test -e "$COMPS" && exit 12
 		if touch x 2>/dev/null; then exit 10; fi; exit 11`}
 	// rw's first run ends: the second must find what the first wrote.

@@ -127,7 +127,7 @@ func (c *Cluster) componentStarter(project string, comp rdev.Component, sb *sand
 		binds = append(binds, sandbox.Bind{Src: dir, RW: true})
 	}
 	return func() (cluster.Proc, error) {
-		env := sandbox.NewEnv(dir).Set("RDEV_PROJECT", project).Set("RDEV_COMPONENT", comp.Name).AddMap(comp.Env)
+		env := sandbox.NewEnv(dir).AddMap(comp.Env).Set("RDEV_PROJECT", project).Set("RDEV_COMPONENT", comp.Name) // rdev's own last: they win
 		if comp.Port != nil {
 			env.Set("PORT", strconv.Itoa(*comp.Port))
 		}
